@@ -1,0 +1,261 @@
+"""``hf_image``: image vectors from Hugging Face vision models (ResNet, ViT, CLIP, ConvNeXt, ...).
+
+Config keys: ``model`` (hub id, local directory or ``pkg:<module>``), ``revision``, ``pooling``,
+``batch_size`` (32), ``threads``, ``device``, ``decode_workers`` (decode threads), and
+``processor_backend`` (``"pil"`` by default so that preprocessing does not depend on whether
+torchvision happens to be installed; ``"torchvision"`` to use the fast processors).
+
+Pooling (the resolved value is part of the fingerprint):
+
+* ``image_features``: ``model.get_image_features`` of a dual encoder (CLIP, SigLIP): the projected
+  image embedding.
+* ``pooler``: the model's ``pooler_output`` (flattened, e.g. ResNet's ``(n, C, 1, 1)``). Refused
+  when the checkpoint lacks the pooler's weights (they would be random).
+* ``mean``: mean of ``last_hidden_state`` over tokens (or over H, W for conv feature maps).
+* ``cls``: the first token of ``last_hidden_state``.
+* ``auto`` (default): ``image_features`` for dual encoders; ``pooler`` for families whose pooler
+  is parameter-free or pretrained with the backbone (ResNet, ConvNeXt, RegNet, BiT, Swin,
+  DINOv2, CLIP/SigLIP vision towers, ...); ``mean`` otherwise (ViT: its tanh pooler is often
+  missing from classification checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from mmpipe.encoders.base import Encoder, register
+from mmpipe.encoders.images import default_workers, load_rgb, prefetch_batches
+from mmpipe.encoders.resolve import apply_threads, check_spec, resolve_model, torch_device, weights_digest
+from mmpipe.errors import ConfigError, MmpipeError
+
+POOLER_FAMILIES = frozenset(
+    {
+        "resnet",
+        "convnext",
+        "convnextv2",
+        "regnet",
+        "bit",
+        "efficientnet",
+        "mobilenet_v2",
+        "swin",
+        "swinv2",
+        "dinov2",
+        "dinov2_with_registers",
+        "clip_vision_model",
+        "siglip_vision_model",
+    }
+)
+
+
+def _is_dual_encoder(config: Any) -> bool:
+    return hasattr(config, "vision_config") and hasattr(config, "text_config")
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str, sort_keys=True))
+
+
+@register("hf_image")
+class HFImageEncoder(Encoder):
+    """Frozen Hugging Face vision model; items are image file paths."""
+
+    modality = "image"
+    POOLINGS = ("auto", "image_features", "pooler", "mean", "cls")
+    KEYS = frozenset(
+        {"model", "revision", "pooling", "batch_size", "threads", "device", "decode_workers", "processor_backend"}
+    )
+
+    def __init__(
+        self,
+        model: str,
+        revision: str | None = None,
+        pooling: str = "auto",
+        batch_size: int = 32,
+        threads: int | None = None,
+        device: str | None = "cpu",
+        decode_workers: int | None = None,
+        processor_backend: str = "pil",
+    ) -> None:
+        from transformers import AutoConfig, AutoImageProcessor
+
+        if pooling not in self.POOLINGS:
+            raise ConfigError(f"hf_image: pooling must be one of {self.POOLINGS}, got {pooling!r}")
+        if int(batch_size) < 1:
+            raise ConfigError(f"hf_image: batch_size must be >= 1, got {batch_size!r}")
+        self.model_name = model
+        self.model_path = resolve_model(model)
+        self.revision = revision
+        self.batch_size = int(batch_size)
+        self.decode_workers = int(decode_workers) if decode_workers else default_workers()
+        apply_threads(threads)
+        self.device = torch_device(device)
+        self.config = AutoConfig.from_pretrained(self.model_path, revision=revision)
+        self.model_type = getattr(self.config, "model_type", None)
+        self.dual = _is_dual_encoder(self.config)
+        self.pooling = self._resolve_pooling(pooling)
+        self.processor = AutoImageProcessor.from_pretrained(
+            self.model_path, revision=revision, backend=processor_backend
+        )
+        self._draft = self._draft_size()
+        self._model: Any = None
+        self._digest: str | None = None
+        self._dim: int | None = self._config_dim()
+
+    @classmethod
+    def from_config(cls, spec: dict[str, Any]) -> "HFImageEncoder":
+        """Build from an ``encoders.<name>`` entry with ``backend: hf_image``."""
+        kw = check_spec(spec, cls.KEYS, "hf_image")
+        if "model" not in kw:
+            raise ConfigError("hf_image: 'model' is required (hub id, local directory or pkg:<module>)")
+        return cls(**kw)
+
+    # ------------------------------------------------------------------ config-derived facts
+    def _resolve_pooling(self, pooling: str) -> str:
+        if pooling == "image_features" and not self.dual:
+            raise ConfigError(
+                f"hf_image: pooling 'image_features' needs a dual encoder (CLIP, SigLIP); {self.model_name!r} is "
+                f"{self.model_type!r}"
+            )
+        if pooling != "auto":
+            return pooling
+        if self.dual:
+            return "image_features"
+        return "pooler" if self.model_type in POOLER_FAMILIES else "mean"
+
+    def _vision_config(self) -> Any:
+        return self.config.vision_config if self.dual else self.config
+
+    def _config_dim(self) -> int | None:
+        if self.pooling == "image_features":
+            return getattr(self.config, "projection_dim", None) or getattr(self.config.vision_config, "hidden_size", None)
+        vc = self._vision_config()
+        if self.model_type in {"resnet", "convnext", "convnextv2", "regnet"} and getattr(vc, "hidden_sizes", None):
+            return int(vc.hidden_sizes[-1])
+        if self.model_type in {"vit", "deit", "dinov2", "dinov2_with_registers", "clip_vision_model",
+                               "siglip_vision_model", "beit", "swin", "swinv2"} or self.dual:
+            return getattr(vc, "hidden_size", None)
+        return None  # unknown family: probe with one forward pass
+
+    def _draft_size(self) -> int | None:
+        """Twice the largest target side of the processor: JPEG draft decoding stays lossless enough."""
+        sides: list[int] = []
+        for attr in ("size", "crop_size"):
+            d = getattr(self.processor, attr, None)
+            if isinstance(d, dict):
+                sides += [int(v) for v in d.values() if isinstance(v, (int, float)) and v]
+            elif isinstance(d, (int, float)) and d:
+                sides.append(int(d))
+        return 2 * max(sides) if sides else None
+
+    # ------------------------------------------------------------------ model
+    def _load(self) -> Any:
+        if self._model is None:
+            import torch
+            from transformers import AutoModel
+
+            model, info = AutoModel.from_pretrained(
+                self.model_path, revision=self.revision, dtype=torch.float32, output_loading_info=True
+            )
+            missing = [k for k in info.get("missing_keys", []) if "pooler" in k]
+            if self.pooling == "pooler" and missing:
+                raise MmpipeError(
+                    f"hf_image: {self.model_name!r} has no trained pooler weights ({missing[:3]}); "
+                    "its pooler_output would be random; set pooling: mean (or cls)"
+                )
+            model.eval()
+            self._model = model.to(self.device)
+        return self._model
+
+    def _forward(self, model: Any, pixels: Any) -> Any:
+        if self.pooling == "image_features":
+            feats = model.get_image_features(pixel_values=pixels)
+            return feats.pooler_output if hasattr(feats, "pooler_output") else feats
+        vision = model.vision_model if self.dual else model
+        out = vision(pixel_values=pixels)
+        if self.pooling == "pooler":
+            pooled = getattr(out, "pooler_output", None)
+            if pooled is None:
+                raise MmpipeError(
+                    f"hf_image: {self.model_name!r} ({type(vision).__name__}) gives no pooler_output; "
+                    "set pooling: mean"
+                )
+            return pooled.flatten(1)
+        hidden = out.last_hidden_state
+        if hidden.dim() == 4:  # conv feature map (n, C, H, W)
+            if self.pooling == "cls":
+                raise ConfigError(f"hf_image: pooling 'cls' needs a token sequence; {self.model_type!r} is convolutional")
+            return hidden.mean(dim=(2, 3))
+        return hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
+
+    @property
+    def dim(self) -> int:
+        """Output width (from the config where known, else one forward pass on a blank image)."""
+        if self._dim is None:
+            import torch
+            from PIL import Image
+
+            pixels = self.processor(images=Image.new("RGB", (64, 64), (255, 255, 255)), return_tensors="np")
+            with torch.inference_mode():
+                vec = self._forward(self._load(), torch.from_numpy(pixels["pixel_values"]).to(self.device))
+            self._dim = int(vec.shape[1])
+        return int(self._dim)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Backend, model (as configured and resolved), weights digest, processor settings, pooling."""
+        if self._digest is None:
+            self._digest = weights_digest(self.model_path, self.revision)
+        proc = {k: v for k, v in self.processor.to_dict().items() if not k.startswith("_")}
+        return {
+            "backend": self.backend,
+            "model": self.model_name,
+            "model_resolved": self.model_path,
+            "revision": self.revision,
+            "weights": self._digest,
+            "model_type": self.model_type,
+            "preprocessing": {
+                "loader": "load_rgb(exif_transpose, alpha on white)",
+                "jpeg_draft": self._draft,
+                "processor": type(self.processor).__name__,
+                "processor_config": _jsonable(proc),
+            },
+            "pooling": self.pooling,
+            "dim": self.dim,
+            "dtype": "float32",
+        }
+
+    def _prep(self, path: str) -> np.ndarray:
+        im = load_rgb(path, draft_size=self._draft)
+        return np.asarray(self.processor(images=im, return_tensors="np")["pixel_values"][0], dtype=np.float32)
+
+    def encode(self, items: Sequence[Any], progress: bool = True) -> np.ndarray:
+        """Encode image files into float32 ``(n, dim)``; unreadable files raise ``BadSampleError``."""
+        import torch
+        from tqdm.auto import tqdm
+
+        paths = [str(p) for p in items]
+        out = np.empty((len(paths), self.dim), dtype=np.float32)
+        if not paths:
+            return out
+        model = self._load()
+        pos = 0
+        with torch.inference_mode(), tqdm(
+            total=len(paths), disable=not progress, unit="img", desc=f"{self.backend}:{self.model_name}"
+        ) as bar:
+            for arrays in prefetch_batches(paths, self._prep, self.batch_size, self.decode_workers):
+                shapes = {a.shape for a in arrays}
+                if len(shapes) != 1:
+                    raise MmpipeError(
+                        f"hf_image: the image processor of {self.model_name!r} gives different sizes {sorted(shapes)}; "
+                        "configure a fixed size / crop_size in its preprocessor_config.json"
+                    )
+                pixels = torch.from_numpy(np.stack(arrays)).to(self.device)
+                vec = self._forward(model, pixels).float().cpu().numpy()
+                if vec.shape[1] != out.shape[1]:
+                    raise MmpipeError(f"hf_image: expected width {out.shape[1]}, model gave {vec.shape[1]}")
+                out[pos : pos + len(arrays)] = vec
+                pos += len(arrays)
+                bar.update(len(arrays))
+        return out

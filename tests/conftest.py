@@ -1,0 +1,41 @@
+"""Shared fixtures: small lab-layout folders written by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def write_lab(root: Path, train: dict[str, str], test: list[str], texts: dict[str, bytes] | None = None,
+              images: bool = True) -> Path:
+    """Write a minimal lab-layout folder: ``train`` maps guid -> tag, ``test`` lists guids."""
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for guid in [*train, *test]:
+        rng = np.random.default_rng(int(guid))
+        body = (texts or {}).get(guid, f"tweet number {guid} is lovely".encode())
+        (data / f"{guid}.txt").write_bytes(body)
+        if images:
+            arr = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(data / f"{guid}.jpg", format="JPEG")
+    (root / "train.txt").write_text("guid,tag\n" + "".join(f"{g},{t}\n" for g, t in train.items()))
+    (root / "test_without_label.txt").write_text("guid,tag\n" + "".join(f"{g},null\n" for g in test))
+    return root
+
+
+@pytest.fixture
+def lab_config() -> dict:
+    from mmpipe.config import validate
+
+    return validate({"data": "x", "layout": "lab", "labels": {"classes": ["negative", "neutral", "positive"]},
+                     "encoders": {"text": {"backend": "hf_text"}}})

@@ -1,0 +1,54 @@
+import json
+import os
+import sys
+from pathlib import Path
+
+# The rules call the mmpipe package that sits beside this workflow, also inside conda envs and cluster jobs.
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+
+from mmpipe import layouts
+from mmpipe.config import validate as validate_config
+
+
+validate_config(config, workflow.source_path("../schemas/config.schema.yaml"), source="config")
+
+DEMO = config["data"] == "demo"
+DS = "demo" if DEMO else Path(config["data"]).resolve().name
+RES = f"results/{DS}"
+LOGS = f"logs/{DS}"
+DATA_ROOT = f"{RES}/source" if DEMO else str(Path(config["data"]).resolve())
+SHARDS = [f"{i:03d}" for i in range(config["shards"])]
+ENCODERS = list(config["encoders"])
+
+# Sized from measurements on a 2-core machine (see README); override under `resources:` in the config.
+DEFAULT_RESOURCES = {
+    "demo_data": dict(threads=1, mem_mb=1000, runtime=10),
+    "manifest": dict(threads=2, mem_mb=2000, runtime=30),
+    "decode_report": dict(threads=1, mem_mb=1000, runtime=5),
+    "extract": dict(threads=2, mem_mb=4000, runtime=60),
+}
+
+
+def res(rule_name, key):
+    return config["resources"].get(rule_name, {}).get(key, DEFAULT_RESOURCES[rule_name][key])
+
+
+def data_sources(wildcards):
+    """Every file the manifest reads: the lists and the raw samples (demo: the generated set)."""
+    if DEMO:
+        return rules.demo_data.output
+    return layouts.source_files(config["layout"], DATA_ROOT)
+
+
+def manifest_config():
+    """The config sections the manifest depends on (nothing of stage 2)."""
+    keys = ("layout", "labels", "on_bad_sample", "seed", "text", "split", "shards")
+    return json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
+
+
+def shard_slice(wildcards):
+    """A shard slice of the manifest. Asking the checkpoint defers planning until the manifest is
+    rebuilt, so a slice whose content did not change (same checksum) reruns nothing downstream."""
+    checkpoints.manifest.get()
+    return f"{RES}/shards/{wildcards.shard}.parquet"

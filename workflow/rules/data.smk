@@ -1,0 +1,59 @@
+rule demo_data:
+    output:
+        data=directory(f"{RES}/source/data"),
+        train=f"{RES}/source/train.txt",
+        test=f"{RES}/source/test_without_label.txt",
+    params:
+        n=config["demo"]["n"],
+        seed=config["demo"]["seed"],
+    log:
+        f"{LOGS}/demo_data.log",
+    threads: res("demo_data", "threads")
+    resources:
+        mem_mb=res("demo_data", "mem_mb"),
+        runtime=res("demo_data", "runtime"),
+    conda:
+        "../../envs/extract.yaml"
+    script:
+        "../scripts/demo_data.py"
+
+
+checkpoint manifest:
+    input:
+        data_sources,
+    output:
+        manifest=f"{RES}/manifest.parquet",
+        shards=update(expand(f"{RES}/shards/{{shard}}.parquet", shard=SHARDS)),
+        problems=f"{RES}/manifest_problems.json",
+    params:
+        root=DATA_ROOT,
+        settings=manifest_config(),
+    log:
+        f"{LOGS}/manifest.log",
+    threads: res("manifest", "threads")
+    resources:
+        mem_mb=res("manifest", "mem_mb"),
+        runtime=res("manifest", "runtime"),
+    conda:
+        "../../envs/extract.yaml"
+    script:
+        "../scripts/manifest.py"
+
+
+rule decode_report:
+    input:
+        manifest=rules.manifest.output.manifest,
+        problems=rules.manifest.output.problems,
+    output:
+        md=report(f"{RES}/reports/decode.md", category="Data", caption="../report/decode.rst"),
+        json=f"{RES}/reports/decode.json",
+    log:
+        f"{LOGS}/decode_report.log",
+    threads: res("decode_report", "threads")
+    resources:
+        mem_mb=res("decode_report", "mem_mb"),
+        runtime=res("decode_report", "runtime"),
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/decode_report.py"

@@ -1,0 +1,6 @@
+from mmpipe.extract import extract_shard
+from mmpipe.runlog import job_log
+
+with job_log(snakemake.log[0]):
+    extract_shard(snakemake.input[0], snakemake.wildcards.encoder, snakemake.params.spec, snakemake.output[0],
+                  threads=snakemake.threads)
