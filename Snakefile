@@ -10,10 +10,20 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/heads.smk"
+
+
+# Target-only rules: no job of their own, never sent to a cluster.
+localrules:
+    all,
+    features,
+    ablations,
+    predictions,
 
 
 rule all:
     input:
-        rules.features.input,
         rules.decode_report.output,
+        rules.ablations.input,
+        rules.predictions.input,
     default_target: True

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from mmpipe.heads.base import Features
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,3 +38,45 @@ class SplitData:
         pick = lambda X: {m: X[m] for m in modalities}  # noqa: E731
         return SplitData(self.classes, pick(self.X_train), self.y_train, pick(self.X_val), self.y_val,
                          pick(self.X_test), self.y_test, self.guids_train, self.guids_val, self.guids_test)
+
+
+def load_split_data(manifest_path: str | Path, features: dict[str, Sequence[str | Path]],
+                    classes: Sequence[str] | None = None) -> SplitData:
+    """Join the manifest with each modality's feature shards.
+
+    Samples that lack a vector for any of the given modalities are left out (with a log line).
+    ``classes`` fixes the label order; by default the sorted training labels.
+    """
+    import polars as pl
+
+    from mmpipe.features import read_shards
+
+    manifest = pl.read_parquet(manifest_path).select("guid", "split", "label")
+    order = {g: i for i, g in enumerate(manifest["guid"])}
+    vectors: dict[str, dict[str, np.ndarray]] = {}
+    keep = set(order)
+    for name, paths in features.items():
+        guids, X, _ = read_shards(paths)
+        vectors[name] = dict(zip(guids, X))
+        keep &= set(guids)
+    dropped = len(order) - len(keep)
+    if dropped:
+        log.warning("%d samples have no vector for one of %s; left out", dropped, sorted(features))
+    labels = manifest.filter(pl.col("split") != "test")["label"].drop_nulls().unique().to_list()
+    classes = list(classes) if classes else sorted(labels)
+    index = {c: i for i, c in enumerate(classes)}
+
+    def part(split: str):
+        rows = [r for r in manifest.filter(pl.col("split") == split).iter_rows(named=True) if r["guid"] in keep]
+        guids = [r["guid"] for r in rows]
+        X = {m: (np.stack([vectors[m][g] for g in guids]) if guids else np.zeros((0, 0), np.float32))
+             for m in features}
+        y = None if any(r["label"] is None for r in rows) or not rows else np.array([index[r["label"]] for r in rows])
+        return guids, X, y
+
+    g_tr, X_tr, y_tr = part("train")
+    g_va, X_va, y_va = part("val")
+    g_te, X_te, y_te = part("test")
+    if y_tr is None or y_va is None:
+        raise ValueError(f"{manifest_path}: every train and validation sample needs a label")
+    return SplitData(classes, X_tr, y_tr, X_va, y_va, X_te, y_te, g_tr, g_va, g_te)

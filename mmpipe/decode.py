@@ -18,6 +18,7 @@ with a few GBK quote marks come out as “…”, not as ``¡°``, and ``naïve`
 from __future__ import annotations
 
 import codecs
+import functools
 import logging
 import os
 import re
@@ -97,6 +98,7 @@ def _is_cjk(ch: str) -> bool:
     return any(lo <= o <= hi for lo, hi in _CJK_RANGES)
 
 
+@functools.lru_cache(maxsize=8192)
 def _in_gb2312(ch: str) -> bool:
     try:
         ch.encode("gb2312")
@@ -108,12 +110,14 @@ def _in_gb2312(ch: str) -> bool:
 def implausibility(text: str) -> float:
     """How much ``text`` looks like the product of a wrong codec; 0 for clean text, higher is worse.
 
-    Scored: control characters (C0 except tab/newline/CR, C1: a single-byte codec applied to multi-byte
-    text), replacement and private-use characters, runs of two or more adjacent non-ASCII non-CJK characters
-    containing symbols (``¡°``, ``¤Î``, ``¨¦`` are how GBK reads in latin-1/cp1252) or several letters, and
-    lone CJK letters glued to ASCII letters (``na飗e`` is how ``naïve`` in cp1252 reads in GBK), which cost
-    more when they come from outside GB2312 (a Western accented letter followed by an ASCII letter forms a
-    GBK-extension pair).
+    The text's codec is not needed: each candidate decoding of the same bytes is scored and compared.
+    Scored: control characters (C0 except tab/newline/CR; C1, which is how latin-1 reads multi-byte text),
+    replacement and private-use characters; runs of adjacent non-ASCII non-CJK characters holding symbols or
+    several letters (``¡°``, ``¡­``, ``¤Î``, ``¨¦`` are how GBK reads in cp1252/latin-1; smart quotes,
+    dashes and ellipses are exempt) and Latin-1 characters real text hardly uses (``¨ ¤ ¸`` soft hyphen);
+    lone CJK letters glued to ASCII letters (``na飗e`` is how ``naïve`` in cp1252 reads in GBK); and
+    characters outside GB2312 (a Western accented letter followed by an ASCII byte forms a GBK-extension
+    pair), unless they are letters inside a longer CJK run (Japanese kanji in GBK).
     """
     score = 0.0
     n = len(text)
@@ -162,10 +166,8 @@ def implausibility(text: str) -> float:
         else:
             score += sum(_ODD_LATIN1.get(c, 0.0) for c in run)
             if len(run) >= 2:
-                for c in run:
-                    if c not in _SMART_PUNCT:
-                        score += 0.5 if unicodedata.category(c)[0] in "LM" else 1.0
-                score -= 0.5  # the first letter of a run is not suspicious by itself
+                pen = sum(0.5 if unicodedata.category(c)[0] in "LM" else 1.0 for c in run if c not in _SMART_PUNCT)
+                score += max(0.0, pen - 0.5)  # one letter next to punctuation is not suspicious by itself
         i = j
     return max(score, 0.0)
 

@@ -12,13 +12,17 @@ import torch
 
 from mmpipe.encoders import build_encoder
 from mmpipe.features import INPUT_COLUMN, write_shard
+from mmpipe.manifest import MEDIA as MEDIA_COLUMNS
 
 log = logging.getLogger(__name__)
 
 
 def extract_shard(slice_path: str | Path, name: str, spec: dict[str, Any], out_path: str | Path,
-                  threads: int = 1, progress: bool = True) -> int:
-    """Encode every sample of ``slice_path`` that has this encoder's modality; returns the count."""
+                  data_root: str | Path = ".", threads: int = 1, progress: bool = True) -> int:
+    """Encode every sample of ``slice_path`` that has this encoder's modality; returns the count.
+
+    Media paths in the slice are relative to ``data_root``.
+    """
     torch.set_num_threads(max(1, threads))
     encoder = build_encoder({**spec, "threads": threads})
     column = spec.get("column") or INPUT_COLUMN[encoder.modality]
@@ -26,6 +30,8 @@ def extract_shard(slice_path: str | Path, name: str, spec: dict[str, Any], out_p
     if column in df.columns:
         df = df.filter(pl.col(column).is_not_null())
     items = df[column].to_list() if column in df.columns else df["guid"].to_list()
+    if column in MEDIA_COLUMNS:
+        items = [str(Path(data_root) / p) for p in items]
     start = time.perf_counter()
     with torch.inference_mode():
         vectors = encoder.encode(items, progress=progress)

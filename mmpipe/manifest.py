@@ -2,6 +2,7 @@
 
 Each sample is checked here, once: listed files exist, text decodes and is not empty, images open.
 Bad samples stop the run (``on_bad_sample: fail``) or are left out and listed (``skip``).
+Media paths are stored relative to the data folder, so a moved folder keeps its cache.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +54,7 @@ def _check_image(path: Path) -> None:
         im.load()
 
 
-def _check_sample(s: RawSample, config: dict[str, Any]) -> dict[str, Any]:
+def _check_sample(s: RawSample, config: dict[str, Any], root: Path) -> dict[str, Any]:
     """Decode and verify one sample; raise BadSampleError naming the list line and the file."""
     where = dict(file=s.source, line=s.line, guid=s.guid)
     h = hashlib.sha256(s.guid.encode())
@@ -89,7 +91,7 @@ def _check_sample(s: RawSample, config: dict[str, Any]) -> dict[str, Any]:
                 raise BadSampleError(problem=f"guid {s.guid}: cannot read image {path}: {exc}", **where) from exc
         with open(path, "rb") as f:
             h.update(hashlib.file_digest(f, "sha256").digest())
-        row[key] = str(path)
+        row[key] = Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
     row["content_hash"] = h.hexdigest()[:32]
     return row
 
@@ -105,7 +107,7 @@ def build(root: str | Path, config: dict[str, Any], threads: int = 1) -> Manifes
 
     def check(s: RawSample):
         try:
-            return _check_sample(s, config)
+            return _check_sample(s, config, root)
         except BadSampleError as exc:
             return exc
 

@@ -27,7 +27,7 @@ def test_manifest_columns_encodings_and_test_labels(tmp_path, lab_config):
     assert rows["3"]["text"] == "plain" and rows["3"]["text_encoding"] == "utf-8-sig"
     assert rows["4"]["split"] == "test" and rows["4"]["label"] is None
     assert {rows[g]["split"] for g in "123"} <= {"train", "val"}
-    assert rows["1"]["image_path"].endswith("data/1.jpg") and rows["1"]["audio_path"] is None
+    assert rows["1"]["image_path"] == "data/1.jpg" and rows["1"]["audio_path"] is None
     assert not any(r["text_lossy"] for r in rows.values())
 
 

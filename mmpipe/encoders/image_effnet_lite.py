@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmpipe.encoders.base import Encoder, register
-from mmpipe.encoders.images import RESIZE_MODES, default_workers, load_rgb, prefetch_batches, resize_square
+from mmpipe.encoders.images import (RESIZE_MODES, default_workers, image_items, load_rgb, prefetch_batches,
+                                   resize_square)
 from mmpipe.encoders.resolve import apply_threads, check_spec, file_digest, torch_device
 from mmpipe.errors import ConfigError, MmpipeError
 
@@ -82,9 +83,9 @@ class EfficientNetLiteEncoder(Encoder):
             raise ConfigError(f"efficientnet_lite: image_size must be >= 32, got {image_size!r}")
         self.resize = resize
         self.batch_size = int(batch_size)
-        self.decode_workers = int(decode_workers) if decode_workers else default_workers()
         apply_threads(threads)
         self.device = torch_device(device)
+        self.decode_workers = int(decode_workers) if decode_workers else default_workers(self.device)
         self._model: Any = None
         self._digest: str | None = None
 
@@ -147,7 +148,7 @@ class EfficientNetLiteEncoder(Encoder):
         import torch
         from tqdm.auto import tqdm
 
-        paths = [str(p) for p in items]
+        paths = image_items(items)  # file paths, or PIL images (video frames)
         out = np.empty((len(paths), self.dim), dtype=np.float32)
         if not paths:
             return out

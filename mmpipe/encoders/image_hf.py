@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmpipe.encoders.base import Encoder, register
-from mmpipe.encoders.images import default_workers, load_rgb, prefetch_batches
+from mmpipe.encoders.images import default_workers, image_items, load_rgb, prefetch_batches
 from mmpipe.encoders.resolve import apply_threads, check_spec, resolve_model, torch_device, weights_digest
 from mmpipe.errors import ConfigError, MmpipeError
 
@@ -52,6 +52,15 @@ POOLER_FAMILIES = frozenset(
 
 def _is_dual_encoder(config: Any) -> bool:
     return hasattr(config, "vision_config") and hasattr(config, "text_config")
+
+
+def _backend_kwargs(backend: str) -> dict[str, Any]:
+    """transformers 5 picks the processor implementation with ``backend=``; 4.x with ``use_fast=``."""
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return {"backend": backend}
+    return {"use_fast": backend == "torchvision"}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -89,15 +98,17 @@ class HFImageEncoder(Encoder):
         self.model_path = resolve_model(model)
         self.revision = revision
         self.batch_size = int(batch_size)
-        self.decode_workers = int(decode_workers) if decode_workers else default_workers()
         apply_threads(threads)
         self.device = torch_device(device)
+        self.decode_workers = int(decode_workers) if decode_workers else default_workers(self.device)
         self.config = AutoConfig.from_pretrained(self.model_path, revision=revision)
         self.model_type = getattr(self.config, "model_type", None)
         self.dual = _is_dual_encoder(self.config)
         self.pooling = self._resolve_pooling(pooling)
+        if processor_backend not in ("pil", "torchvision"):
+            raise ConfigError(f"hf_image: processor_backend must be 'pil' or 'torchvision', got {processor_backend!r}")
         self.processor = AutoImageProcessor.from_pretrained(
-            self.model_path, revision=revision, backend=processor_backend
+            self.model_path, revision=revision, **_backend_kwargs(processor_backend)
         )
         self._draft = self._draft_size()
         self._model: Any = None
@@ -130,7 +141,8 @@ class HFImageEncoder(Encoder):
 
     def _config_dim(self) -> int | None:
         if self.pooling == "image_features":
-            return getattr(self.config, "projection_dim", None) or getattr(self.config.vision_config, "hidden_size", None)
+            vision_width = getattr(self.config.vision_config, "hidden_size", None)
+            return getattr(self.config, "projection_dim", None) or vision_width
         vc = self._vision_config()
         if self.model_type in {"resnet", "convnext", "convnextv2", "regnet"} and getattr(vc, "hidden_sizes", None):
             return int(vc.hidden_sizes[-1])
@@ -186,7 +198,9 @@ class HFImageEncoder(Encoder):
         hidden = out.last_hidden_state
         if hidden.dim() == 4:  # conv feature map (n, C, H, W)
             if self.pooling == "cls":
-                raise ConfigError(f"hf_image: pooling 'cls' needs a token sequence; {self.model_type!r} is convolutional")
+                raise ConfigError(
+                    f"hf_image: pooling 'cls' needs a token sequence; {self.model_type!r} is convolutional"
+                )
             return hidden.mean(dim=(2, 3))
         return hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
 
@@ -235,7 +249,7 @@ class HFImageEncoder(Encoder):
         import torch
         from tqdm.auto import tqdm
 
-        paths = [str(p) for p in items]
+        paths = image_items(items)  # file paths, or PIL images (video frames)
         out = np.empty((len(paths), self.dim), dtype=np.float32)
         if not paths:
             return out

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmpipe.encoders.base import Encoder, register
-from mmpipe.encoders.images import default_workers, load_rgb, prefetch_batches
+from mmpipe.encoders.images import default_workers, image_items, load_rgb, prefetch_batches
 from mmpipe.encoders.resolve import apply_threads, check_spec, torch_device
 from mmpipe.errors import ConfigError, MmpipeError
 
@@ -86,9 +86,9 @@ class TorchvisionEncoder(Encoder):
             ) from exc
         self.model_name, self.weights_name = model, self.weights.name
         self.batch_size = int(batch_size)
-        self.decode_workers = int(decode_workers) if decode_workers else default_workers()
         apply_threads(threads)
         self.device = torch_device(device)
+        self.decode_workers = int(decode_workers) if decode_workers else default_workers(self.device)
         self.transform = self.weights.transforms()
         self._model: Any = None
         self._dim: int | None = None
@@ -140,7 +140,7 @@ class TorchvisionEncoder(Encoder):
         import torch
         from tqdm.auto import tqdm
 
-        paths = [str(p) for p in items]
+        paths = image_items(items)  # file paths, or PIL images (video frames)
         out = np.empty((len(paths), self.dim), dtype=np.float32)
         model, pos = self._load(), 0
         with torch.inference_mode(), tqdm(total=len(paths), disable=not progress, unit="img") as bar:

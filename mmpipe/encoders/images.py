@@ -55,14 +55,17 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike[str], draft_size: int | None = None) -> Image.Image:
-    """Open an image file of any mode as an RGB image with EXIF orientation applied.
+def load_rgb(path: str | os.PathLike[str] | Image.Image, draft_size: int | None = None) -> Image.Image:
+    """Open an image file of any mode as an RGB image with EXIF orientation applied (a ``PIL.Image``
+    given instead of a path is only converted to RGB).
 
     ``draft_size`` lets libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale while keeping both sides
     at least ``draft_size`` pixels (much faster for large photos that are resized anyway).
     Raises ``BadSampleError(path, "cannot read image: <reason>")`` for missing, empty, truncated
     or otherwise undecodable files.
     """
+    if isinstance(path, Image.Image):  # already decoded (e.g. a video frame)
+        return to_rgb(path)
     path = os.fspath(path)
     try:
         if os.path.getsize(path) == 0:
@@ -86,6 +89,11 @@ def load_rgb(path: str | os.PathLike[str], draft_size: int | None = None) -> Ima
         raise BadSampleError(path, f"cannot read image: {reason}") from exc
 
 
+def image_items(items: Sequence[object]) -> list:
+    """Image encoder inputs: file paths as ``str``; in-memory ``PIL.Image`` objects pass through."""
+    return [x if isinstance(x, Image.Image) else os.fspath(x) if isinstance(x, os.PathLike) else str(x) for x in items]
+
+
 def resize_square(im: Image.Image, size: int, mode: str = "crop") -> Image.Image:
     """``size`` x ``size`` RGB: "crop" scales the short side to ``size`` and centre-crops;
     "squash" resizes both sides to ``size`` (keeps all content, changes the aspect ratio)."""
@@ -101,13 +109,20 @@ def resize_square(im: Image.Image, size: int, mode: str = "crop") -> Image.Image
     return im.crop((left, top, left + size, top + size))
 
 
-def default_workers() -> int:
-    """Decode threads: the number of usable cores, between 1 and 4."""
+def default_workers(device: str = "cpu") -> int:
+    """Decode threads when the config gives none.
+
+    On CPU the forward pass is the bottleneck (a JPEG decodes and resizes in a few ms, a CNN
+    forward takes tens of ms per image) and extra decode threads only fight torch's threads for
+    the cores, so one thread decodes ahead. On a GPU decoding is the bottleneck: up to 8 threads.
+    """
+    if not device.startswith("cuda"):
+        return 1
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         n = os.cpu_count() or 1
-    return max(1, min(4, n))
+    return max(1, min(8, n))
 
 
 def prefetch_batches(

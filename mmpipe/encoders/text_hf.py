@@ -1,9 +1,10 @@
 """``hf_text``: sentence vectors from any Hugging Face ``AutoModel`` text encoder (BERT family).
 
 Config keys: ``model`` (hub id, local directory or ``pkg:<module>``), ``revision``, ``pooling``
-(``"mean"`` over the attention mask, or ``"cls"``), ``max_length`` (128), ``batch_size`` (64),
-``threads``, ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``), ``normalize`` (False; True scales
-each vector to unit L2 norm, as sentence-transformers' ``Normalize`` module does).
+(``"mean"`` over the attention mask, ``"cls"`` (first token) or ``"max"`` over unmasked tokens),
+``max_length`` (128), ``batch_size`` (64), ``threads``, ``device`` (``"cpu"``, ``"cuda"`` or
+``"auto"``), ``normalize`` (False; True scales each vector to unit L2 norm, as
+sentence-transformers' ``Normalize`` module does).
 
 Texts are tokenised once to get their lengths, grouped into batches of similar length (longest
 first) and padded only to the longest text of each batch; the output is in input order.
@@ -43,7 +44,7 @@ class HFTextEncoder(Encoder):
     """Frozen Hugging Face text encoder with mean or CLS pooling."""
 
     modality = "text"
-    POOLINGS = ("mean", "cls")
+    POOLINGS = ("mean", "cls", "max")
     KEYS = frozenset(
         {"model", "revision", "pooling", "max_length", "batch_size", "threads", "device", "normalize"}
     )
@@ -140,8 +141,13 @@ class HFTextEncoder(Encoder):
         }
 
     def _pool(self, hidden: Any, mask: Any) -> Any:
+        import torch
+
         if self.pooling == "cls":
             vec = hidden[:, 0]
+        elif self.pooling == "max":
+            vec = hidden.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(1)
+            vec = vec.masked_fill(torch.isinf(vec), 0.0)  # all-masked rows (no tokens at all)
         else:
             m = mask.unsqueeze(-1).to(hidden.dtype)
             vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)

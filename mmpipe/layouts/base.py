@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mmpipe.errors import BadSampleError
 
@@ -26,6 +27,7 @@ class RawSample:
     image_path: Path | None = None
     audio_path: Path | None = None
     video_path: Path | None = None
+    vectors: dict[str, Any] | None = None  # imported vectors by field name (1-D float arrays), see encoders/imported.py
 
 
 @dataclass

@@ -1,23 +1,25 @@
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 # The rules call the mmpipe package that sits beside this workflow, also inside conda envs and cluster jobs.
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 from mmpipe import layouts
 from mmpipe.config import validate as validate_config
+from mmpipe.paths import data_root, dataset_name, is_demo
 
 
 validate_config(config, workflow.source_path("../schemas/config.schema.yaml"), source="config")
 
-DEMO = config["data"] == "demo"
-DS = "demo" if DEMO else Path(config["data"]).resolve().name
+DEMO = is_demo(config)
+DS = dataset_name(config)
 RES = f"results/{DS}"
 LOGS = f"logs/{DS}"
-DATA_ROOT = f"{RES}/source" if DEMO else str(Path(config["data"]).resolve())
+DATA_ROOT = str(data_root(config))
 SHARDS = [f"{i:03d}" for i in range(config["shards"])]
 ENCODERS = list(config["encoders"])
 
@@ -27,6 +29,9 @@ DEFAULT_RESOURCES = {
     "manifest": dict(threads=2, mem_mb=2000, runtime=30),
     "decode_report": dict(threads=1, mem_mb=1000, runtime=5),
     "extract": dict(threads=2, mem_mb=4000, runtime=60),
+    "ablation": dict(threads=1, mem_mb=2000, runtime=30),
+    "summary": dict(threads=1, mem_mb=1000, runtime=5),
+    "predict": dict(threads=1, mem_mb=2000, runtime=30),
 }
 
 
@@ -52,3 +57,21 @@ def shard_slice(wildcards):
     rebuilt, so a slice whose content did not change (same checksum) reruns nothing downstream."""
     checkpoints.manifest.get()
     return f"{RES}/shards/{wildcards.shard}.parquet"
+
+
+from mmpipe.plan import ablation_grid
+
+ABLATIONS = ablation_grid(config)
+
+
+def ablation_features(wildcards):
+    mods = ABLATIONS[wildcards.ablation]["modalities"]
+    return expand(f"{RES}/features/{{encoder}}/{{shard}}.parquet", encoder=mods, shard=SHARDS)
+
+
+def extract_gpu(wildcards):
+    """SLURM GPU request (`gpu`, `gpu_model`, `slurm_extra`) of an extraction job: only when the config's
+    `gpu.enabled` is set or the job's encoder has `device: cuda`; None leaves the resource unset."""
+    gpu, device = config.get("gpu", {}), str(config["encoders"][wildcards.encoder].get("device", "cpu"))
+    wanted = gpu.get("enabled") or device.startswith("cuda")
+    return dict(gpu=gpu.get("count", 1), gpu_model=gpu.get("model"), slurm_extra=gpu.get("slurm_extra")) if wanted else {}

@@ -7,6 +7,8 @@ rule extract:
         spec=lambda wildcards: config["encoders"][wildcards.encoder],
     log:
         f"{LOGS}/extract/{{encoder}}/{{shard}}.log",
+    benchmark:
+        f"{LOGS}/extract/{{encoder}}/{{shard}}.benchmark.tsv"
     wildcard_constraints:
         encoder="|".join(ENCODERS),
         shard=r"\d+",
@@ -14,6 +16,9 @@ rule extract:
     resources:
         mem_mb=res("extract", "mem_mb"),
         runtime=res("extract", "runtime"),
+        gpu=lambda wildcards: extract_gpu(wildcards).get("gpu"),
+        gpu_model=lambda wildcards: extract_gpu(wildcards).get("gpu_model"),
+        slurm_extra=lambda wildcards: extract_gpu(wildcards).get("slurm_extra"),
     conda:
         "../../envs/extract.yaml"
     script:

@@ -1,6 +1,7 @@
 from mmpipe.extract import extract_shard
+from mmpipe.paths import data_root
 from mmpipe.runlog import job_log
 
 with job_log(snakemake.log[0]):
     extract_shard(snakemake.input[0], snakemake.wildcards.encoder, snakemake.params.spec, snakemake.output[0],
-                  threads=snakemake.threads)
+                  data_root=data_root(snakemake.config), threads=snakemake.threads)

@@ -1,0 +1,75 @@
+"""Test-set predictions from an ablation folder (see ``mmpipe.ablation``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmpipe.atomic import atomic_path, write_text
+from mmpipe.dataset import SplitData
+from mmpipe.heads import REGISTRY, build_head
+
+
+def _train_val(d: SplitData) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    X = {m: np.concatenate([d.X_train[m], d.X_val[m]], axis=0) for m in d.X_train}
+    return X, np.concatenate([np.asarray(d.y_train), np.asarray(d.y_val)])
+
+
+def predict(data: SplitData, ablation_dir: Path, refit: bool, out_txt: Path, out_parquet: Path) -> np.ndarray:
+    """Average the seeds' test probabilities and write ``out_txt`` / ``out_parquet``.
+
+    ``refit=False``: the saved ``model_seed{seed}.pt`` of each seed predict X_test.
+    ``refit=True``: for each seed the head is refitted on train+val WITHOUT validation data, for that
+    seed's best epoch (plus whatever else the seed's fit chose on validation: ``refit_params()``, e.g.
+    late fusion's modality weights or a baseline's C), then predicts X_test.
+
+    ``out_txt``: ``guid,tag`` then one line per test guid in the order of ``data.guids_test``;
+    ``out_parquet``: columns ``guid``, ``tag`` and ``p_<class>`` per class. Returns the averaged
+    probabilities ``(n_test, n_classes)``.
+    """
+    ablation_dir = Path(ablation_dir)
+    meta = json.loads((ablation_dir / "metrics.json").read_text(encoding="utf-8"))
+    head, modalities = meta["head"], list(meta["modalities"])
+    classes = list(data.classes)
+    if list(meta.get("classes", classes)) != classes:
+        raise ValueError(f"{ablation_dir}: trained on classes {meta['classes']}, data has {classes}")
+    if head not in REGISTRY:
+        raise KeyError(f"{ablation_dir}: unknown head {head!r}")
+    d = data.select(modalities)
+    n_test = next(iter(d.X_test.values())).shape[0]
+    guids = list(data.guids_test)
+    if len(guids) != n_test:
+        raise ValueError(f"{len(guids)} test guids but {n_test} test feature rows")
+
+    probas = []
+    for rec in meta["per_seed"]:
+        seed = int(rec["seed"])
+        saved = REGISTRY[head].load(ablation_dir / rec.get("model", f"model_seed{seed}.pt"))
+        if not refit:
+            probas.append(saved.predict_proba(d.X_test))
+            continue
+        extra: dict[str, Any] = saved.refit_params() if hasattr(saved, "refit_params") else {}
+        if not extra and rec.get("best_epoch"):
+            extra = {"epochs": int(rec["best_epoch"])}
+        params = {**saved.get_params(), **extra} if hasattr(saved, "get_params") else \
+            {**meta["params"], "seed": seed, **extra}
+        model = build_head(head, params)
+        X, y = _train_val(d)
+        model.fit(X, y)
+        probas.append(model.predict_proba(d.X_test))
+    proba = np.mean(probas, axis=0)
+    if proba.shape != (n_test, len(classes)):
+        raise ValueError(f"probabilities of shape {proba.shape}, expected {(n_test, len(classes))}")
+    tags = [classes[i] for i in proba.argmax(axis=1)]
+
+    write_text(out_txt, "guid,tag\n" + "".join(f"{g},{t}\n" for g, t in zip(guids, tags)))
+    import polars as pl
+
+    df = pl.DataFrame({"guid": [str(g) for g in guids], "tag": tags,
+                       **{f"p_{c}": proba[:, i].astype(np.float64) for i, c in enumerate(classes)}})
+    with atomic_path(out_parquet) as tmp:
+        df.write_parquet(tmp)
+    return proba

@@ -1,0 +1,160 @@
+"""Text decoding: the BOM / UTF-8 / chardet / fallback / lossy chain, NFC, and clean_text."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from mmpipe.decode import (Decoded, clean_text, decode_bytes, decode_file, encoding_family, implausibility,
+                           normalize_codec)
+from mmpipe.errors import BadSampleError
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvsa_single_lab5"
+
+
+@pytest.mark.parametrize("text, codec, reported", [
+    ("Hello “world” – café 😀 今天", "utf-8", "utf-8"),
+    ("Hello “world” – café 😀", "utf-8-sig", "utf-8-sig"),
+    ("Hello “world” – café 😀 今天", "utf-16", "utf-16"),  # Python's utf-16 writes a BOM
+    ("Hello “world” – café 😀", "utf-32", "utf-32"),
+    ("Can't wait “so excited”… 今天很好", "gb18030", "gb18030"),
+    ("I love it “so much”…", "gb18030", "gb18030"),  # short English with GBK marks: chardet guesses Western
+    ("Can't … ", "gb18030", "gb18030"),
+    ("Yes, you CAN cut your own bangs—here's how", "gb18030", "gb18030"),
+    ("Señor Müller’s naïve “idea” costs 10€", "cp1252", "cp1252"),
+    ("so sad… “never again”", "cp1252", "cp1252"),
+    ("said “yes…”", "cp1252", "cp1252"),
+    ("Zoë’s naïveté", "cp1252", "cp1252"),
+    ("Ich hätte gern größere Äpfel, señor", "latin-1", "latin-1"),
+    ("Øre på Ålesund; Ñandú façade", "latin-1", "latin-1"),
+    ("Ã© and café", "latin-1", "latin-1"),
+    ("Ça va?", "latin-1", "latin-1"),
+    ("über cool", "latin-1", "latin-1"),
+    ("©Nike shoes, naïve", "latin-1", "latin-1"),
+])
+def test_round_trip(text, codec, reported):
+    dec = decode_bytes(text.encode(codec))
+    assert dec == Decoded(text, reported, False)
+
+
+@pytest.mark.parametrize("text", ["café", "naïve", "cafés and naïve ones", "ação é boa"])
+@pytest.mark.parametrize("codec", ["cp1252", "latin-1"])
+def test_short_western_text_is_not_read_as_gbk(text, codec):
+    # Without bytes 0x80-0x9F cp1252 and latin-1 give the same text; latin-1 is reported, the narrower one.
+    dec = decode_bytes(text.encode(codec))
+    assert (dec.text, dec.encoding, dec.lossy) == (text, "latin-1", False)
+
+
+def test_confident_chardet_guess_is_used():
+    text = "今日はとても良い天気ですね。友達と公園に行きました。"
+    dec = decode_bytes(text.encode("shift_jis"))
+    assert dec.text == text and dec.encoding in {"cp932", "shift_jis"}
+
+
+def test_min_confidence_gates_chardet():
+    text = "Привет, как дела? Сегодня отличная погода, и мы идём гулять в парк с друзьями."
+    data = text.encode("cp1251")
+    assert decode_bytes(data, min_confidence=0.3) == Decoded(text, "cp1251", False)
+    assert decode_bytes(data, min_confidence=0.99).encoding != "cp1251"  # falls through to the fallbacks
+
+
+def test_fallback_order_and_names():
+    data = "I love it “so much”…".encode("gb18030")
+    assert decode_bytes(data, fallbacks=("GBK",)).encoding == "gbk"
+    assert decode_bytes(data, fallbacks=("ISO-8859-1",)).encoding == "latin-1"  # strict success, ugly text
+    assert decode_bytes(data, fallbacks=("nonsense-codec", "gb18030")).encoding == "gb18030"
+
+
+def test_undecodable_bytes_are_lossy_and_loud(caplog):
+    data = b"ok \xff\x80 bad \xfe"
+    with caplog.at_level(logging.WARNING, logger="mmpipe.decode"):
+        dec = decode_bytes(data, fallbacks=("gb18030",), min_confidence=1.01)
+    assert dec.lossy and dec.encoding == "utf-8"
+    assert dec.text.startswith("ok ") and "\ufffd" in dec.text and dec.text.endswith("\ufffd")
+    assert "replacement" in caplog.text
+
+
+def test_never_raises_on_random_bytes():
+    rng = random.Random(0)
+    for k in range(150):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60)))
+        for fallbacks in ((), ("gb18030",), ("gb18030", "cp1252", "latin-1")):
+            dec = decode_bytes(data, fallbacks=fallbacks)
+            assert isinstance(dec.text, str)
+            if dec.lossy:
+                assert "\ufffd" in dec.text and dec.encoding == "utf-8"
+            if fallbacks and fallbacks[-1] == "latin-1":
+                assert not dec.lossy  # latin-1 decodes anything strictly
+
+
+def test_empty_input():
+    assert decode_bytes(b"") == Decoded("", "utf-8", False)
+
+
+def test_nfc_normalisation():
+    decomposed = "cafe\u0301 nai\u0308ve"
+    assert decode_bytes(decomposed.encode("utf-8")).text == "caf\u00e9 na\u00efve"
+    assert decode_bytes(decomposed.encode("utf-16")).text == "caf\u00e9 na\u00efve"
+
+
+def test_codec_names_and_families():
+    assert normalize_codec("GBK") == "gbk" and normalize_codec("Windows-1252") == "cp1252"
+    assert normalize_codec("ISO-8859-1") == "latin-1" and normalize_codec("UTF8") == "utf-8"
+    assert {encoding_family(e) for e in ("gb18030", "GBK", "GB2312")} == {"gb18030"}
+    assert encoding_family("utf-8-sig") == "utf-8" and encoding_family("utf-16-le") == "utf-16"
+    assert encoding_family("cp1252") == "cp1252"
+    assert Decoded("x", "gbk", False).family == "gb18030"
+
+
+def test_implausibility_prefers_the_right_reading():
+    gbk = "Can't wait “so excited”…".encode("gb18030")
+    assert implausibility(gbk.decode("gb18030")) < implausibility(gbk.decode("cp1252"))
+    western = "naïve".encode("cp1252")
+    assert implausibility(western.decode("cp1252")) < implausibility(western.decode("gb18030"))
+
+
+def test_decode_file(tmp_path):
+    p = tmp_path / "1.txt"
+    p.write_bytes("RT @a: “nice”…\n".encode("gb18030"))
+    assert decode_file(p) == Decoded("RT @a: “nice”…\n", "gb18030", False)
+    with pytest.raises(BadSampleError) as exc:
+        decode_file(tmp_path / "missing.txt")
+    assert "missing.txt" in str(exc.value)
+
+
+def test_clean_text():
+    t = "RT @some_user: Loving  this @friend\tview http://t.co/AbC123 and www.example.com/x …  mail me@x.org http:/…"
+    assert clean_text(t) == ("RT @some_user: Loving this @friend view http://t.co/AbC123 and www.example.com/x … "
+                             "mail me@x.org http:/…")
+    assert clean_text(t, rt_prefix=True).startswith("Loving this @friend")
+    assert clean_text(t, urls=True) == "RT @some_user: Loving this @friend view and … mail me@x.org"
+    assert clean_text(t, mentions=True) == ("RT : Loving this view http://t.co/AbC123 and www.example.com/x … "
+                                            "mail me@x.org http:/…")
+    assert clean_text(t, urls=True, mentions=True, rt_prefix=True) == "Loving this view and … mail me@x.org"
+    assert clean_text("not RT @x: here", rt_prefix=True) == "not RT @x: here"  # only a leading prefix
+    assert clean_text("  \n ") == ""
+
+
+@pytest.mark.skipif(not (REAL / "data").is_dir(), reason="shared MVSA data not present")
+def test_real_mvsa_counts():
+    files = sorted((REAL / "data").glob("*.txt"))
+    assert len(files) == 4869
+    start = time.perf_counter()
+    decoded = {f.name: decode_file(f) for f in files}
+    elapsed = time.perf_counter() - start
+    families = collections.Counter(d.family for d in decoded.values())
+    assert families == {"utf-8": 3738, "gb18030": 1131}, families
+    assert not [n for n, d in decoded.items() if d.lossy]
+    assert {d.encoding for d in decoded.values()} <= {"utf-8", "utf-8-sig", "gb18030", "gbk", "gb2312"}
+    gb = [d.text for d in decoded.values() if d.family == "gb18030"]
+    assert sum("…" in t for t in gb) > 800 and sum("“" in t for t in gb) > 40
+    mojibake = ("¡°", "¡±", "¡­", "¡¯", "Â", "Ã", "¤", "§", "¨")
+    assert not [t for t in gb if any(m in t for m in mojibake)]
+    assert decoded["1099.txt"].text == "@missuniversechina 2013 Jin Ye makes… \n"
+    assert decoded["110.txt"].text.startswith("“@preishaaaa: ")
+    assert elapsed < 20, f"decoding took {elapsed:.1f}s"

@@ -1,0 +1,148 @@
+"""The demo data set: deterministic, stable under adding samples, and as messy as the real data."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmpipe.decode import decode_file
+from mmpipe.demo import (_WORDS, ENCODINGS, LABELS, demo_sample, demo_split, demo_text, encoding_of_demo_text,
+                         label_of_demo, make_demo)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _rows(path: Path) -> list[tuple[str, str]]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "guid,tag"
+    return [tuple(line.split(",")) for line in lines[1:]]
+
+
+@pytest.fixture(scope="module")
+def demo300(tmp_path_factory) -> Path:
+    return make_demo(tmp_path_factory.mktemp("d300"), n=300, seed=0)
+
+
+@pytest.fixture(scope="module")
+def demo90(tmp_path_factory) -> Path:
+    return make_demo(tmp_path_factory.mktemp("d90"), n=90, seed=0)
+
+
+def test_same_seed_same_bytes(demo90, tmp_path):
+    again = make_demo(tmp_path / "again", n=90, seed=0)
+    assert _files(again) == _files(demo90)
+    other = make_demo(tmp_path / "other", n=90, seed=1)
+    assert _files(other) != _files(demo90)
+
+
+def test_size_and_layout(demo90):
+    files = _files(demo90)
+    assert sum(map(len, files.values())) < 2_000_000
+    assert len([f for f in files if f.startswith("data/")]) == 2 * 93
+    assert {f for f in files if not f.startswith("data/")} == {"train.txt", "test_without_label.txt"}
+
+
+def test_adding_samples_keeps_old_ones(demo300, tmp_path):
+    bigger = make_demo(tmp_path / "d303", n=303, seed=0)
+    old, new = _files(demo300), _files(bigger)
+    data_old = {k: v for k, v in old.items() if k.startswith("data/")}
+    assert {k: new[k] for k in data_old} == data_old
+    assert set(new) - set(old) == {f"data/{g}.{ext}" for g in (304, 305, 306) for ext in ("txt", "jpg")}
+    for name in ("train.txt", "test_without_label.txt"):
+        rows_old, rows_new = _rows(demo300 / name), _rows(bigger / name)
+        assert rows_new[: len(rows_old)] == rows_old
+        assert {g for g, _ in rows_new[len(rows_old):]} <= {"304", "305", "306"}
+    listed_new = {g for name in ("train.txt", "test_without_label.txt") for g, _ in _rows(bigger / name)}
+    assert listed_new >= {"304", "305", "306"}
+    # Shrinking back removes the extra files and restores the old lists exactly.
+    make_demo(bigger, n=300, seed=0)
+    assert _files(bigger) == old
+
+
+def test_lists(demo300):
+    train, test = _rows(demo300 / "train.txt"), _rows(demo300 / "test_without_label.txt")
+    guids = [g for g, _ in train + test]
+    assert len(guids) == len(set(guids)) == 300
+    assert {t for _, t in test} == {"null"}
+    assert {t for _, t in train} == set(LABELS)
+    assert len(test) == 60  # one in each block of five
+    for g, tag in train:
+        assert tag == label_of_demo(0, int(g)) and demo_split(0, int(g)) == "train"
+    assert all(demo_split(0, int(g)) == "test" for g, _ in test)
+    on_disk = {p.stem for p in (demo300 / "data").glob("*.txt")}
+    assert on_disk == {p.stem for p in (demo300 / "data").glob("*.jpg")}
+    unlisted = on_disk - set(guids)
+    assert unlisted == {"1", "2", "3"}
+    assert sorted(map(int, on_disk)) == list(range(1, 304))
+
+
+def test_labels_are_mixed_and_learnable(demo300):
+    train = _rows(demo300 / "train.txt")
+    counts = collections.Counter(t for _, t in train)
+    assert counts["positive"] > counts["negative"] > counts["neutral"] > 10
+    texts = {g: decode_file(demo300 / "data" / f"{g}.txt").text.lower() for g, _ in train}
+    hits = sum(any(w in texts[g] for w in _WORDS[t]) for g, t in train)
+    assert 0.7 < hits / len(train) < 0.95
+
+
+def test_n_test_override(tmp_path):
+    root = make_demo(tmp_path / "d", n=20, seed=3, n_test=7, n_unlisted=0)
+    assert len(_rows(root / "test_without_label.txt")) == 7 and len(_rows(root / "train.txt")) == 13
+    assert sorted(int(p.stem) for p in (root / "data").glob("*.txt")) == list(range(1, 21))
+
+
+def test_every_text_decodes_to_the_intended_text(demo300):
+    seen = collections.Counter()
+    for g in range(1, 304):
+        want_text, want_enc = demo_text(0, g), encoding_of_demo_text(0, g)
+        dec = decode_file(demo300 / "data" / f"{g}.txt")
+        assert (dec.text, dec.encoding, dec.lossy) == (want_text, want_enc, False), g
+        seen[want_enc] += 1
+    assert set(seen) == set(ENCODINGS)
+    assert seen["utf-8"] < 303 * 0.6  # a good share of the texts are not UTF-8
+
+
+def test_text_quirks(demo300):
+    texts = [demo_text(0, g) for g in range(1, 304)]
+    assert sum(t.startswith("RT @") for t in texts) > 10
+    assert sum("http://t.co/" in t for t in texts) > 50
+    assert sum(any(ord(c) > 0xFFFF for c in t) for t in texts) > 20  # emoji
+    for g in range(1, 304):
+        s = demo_sample(0, g)
+        raw = (demo300 / "data" / f"{g}.txt").read_bytes()
+        assert raw == s.text_bytes
+        if s.encoding in ("gb18030", "cp1252", "latin-1"):
+            with pytest.raises(UnicodeDecodeError):
+                raw.decode("utf-8")
+        if s.encoding == "cp1252":
+            assert any(0x80 <= b <= 0x9F for b in raw)
+        if s.encoding == "utf-8-sig":
+            assert raw.startswith(b"\xef\xbb\xbf")
+
+
+def test_images_vary_and_open(demo300):
+    kinds, sizes = collections.Counter(), set()
+    for g in range(1, 304):
+        path = demo300 / "data" / f"{g}.jpg"
+        with Image.open(path) as im:
+            im.load()
+            kinds[(im.format, im.mode)] += 1
+            sizes.add(im.size)
+            assert 32 <= min(im.size) and max(im.size) <= 320
+    assert set(kinds) == {("JPEG", "RGB"), ("JPEG", "L"), ("JPEG", "CMYK"), ("PNG", "RGBA"), ("PNG", "RGB")}
+    assert len(sizes) > 100
+    assert len({w / h for w, h in sizes}) > 10
+
+
+def test_cli(tmp_path):
+    out = tmp_path / "cli"
+    subprocess.run([sys.executable, "-m", "mmpipe.demo", str(out), "--n", "12", "--seed", "2"], check=True,
+                   capture_output=True)
+    assert _files(out) == _files(make_demo(tmp_path / "api", n=12, seed=2))

@@ -1,0 +1,98 @@
+rule ablation:
+    input:
+        manifest=f"{RES}/manifest.parquet",
+        features=ablation_features,
+    output:
+        report=report(
+            f"{RES}/ablations/{{ablation}}/report.md",
+            category="Ablations",
+            subcategory="{ablation}",
+            labels={"ablation": "{ablation}", "figure": "report"},
+        ),
+        metrics=f"{RES}/ablations/{{ablation}}/metrics.json",
+        confusion=report(
+            f"{RES}/ablations/{{ablation}}/confusion.png",
+            category="Ablations",
+            subcategory="{ablation}",
+            labels={"ablation": "{ablation}", "figure": "confusion matrix"},
+            caption="../report/confusion.rst",
+        ),
+        curve=report(
+            f"{RES}/ablations/{{ablation}}/curve.png",
+            category="Ablations",
+            subcategory="{ablation}",
+            labels={"ablation": "{ablation}", "figure": "training curve"},
+            caption="../report/curve.rst",
+        ),
+    params:
+        spec=lambda wildcards: ABLATIONS[wildcards.ablation],
+        classes=config["labels"].get("classes"),
+    log:
+        f"{LOGS}/ablation/{{ablation}}.log",
+    benchmark:
+        f"{LOGS}/ablation/{{ablation}}.benchmark.tsv"
+    wildcard_constraints:
+        ablation="|".join(map(re.escape, ABLATIONS)),
+    threads: res("ablation", "threads")
+    resources:
+        mem_mb=res("ablation", "mem_mb"),
+        runtime=res("ablation", "runtime"),
+    conda:
+        "../../envs/heads.yaml"
+    script:
+        "../scripts/ablation.py"
+
+
+rule summary:
+    input:
+        expand(f"{RES}/ablations/{{ablation}}/metrics.json", ablation=ABLATIONS),
+    output:
+        md=report(f"{RES}/report.md", category="Summary", caption="../report/summary.rst"),
+        json=f"{RES}/summary.json",
+    params:
+        select=config["predict"]["select"],
+    log:
+        f"{LOGS}/summary.log",
+    threads: res("summary", "threads")
+    resources:
+        mem_mb=res("summary", "mem_mb"),
+        runtime=res("summary", "runtime"),
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/summary.py"
+
+
+rule predict:
+    input:
+        summary=rules.summary.output.json,
+        metrics=rules.summary.input,
+        manifest=f"{RES}/manifest.parquet",
+        features=expand(f"{RES}/features/{{encoder}}/{{shard}}.parquet", encoder=ENCODERS, shard=SHARDS),
+    output:
+        txt=report(f"{RES}/predictions.txt", category="Predictions"),
+        parquet=f"{RES}/predictions.parquet",
+    params:
+        refit=config["predict"]["refit"],
+        classes=config["labels"].get("classes"),
+    log:
+        f"{LOGS}/predict.log",
+    threads: res("predict", "threads")
+    resources:
+        mem_mb=res("predict", "mem_mb"),
+        runtime=res("predict", "runtime"),
+    conda:
+        "../../envs/heads.yaml"
+    script:
+        "../scripts/predict.py"
+
+
+rule ablations:
+    input:
+        expand(f"{RES}/ablations/{{ablation}}/report.md", ablation=ABLATIONS),
+        rules.summary.output,
+
+
+rule predictions:
+    input:
+        rules.predict.output,

@@ -1,0 +1,14 @@
+from pathlib import Path
+
+from mmpipe.ablation import run_ablation
+from mmpipe.dataset import load_split_data
+from mmpipe.runlog import job_log
+
+with job_log(snakemake.log[0]):
+    spec = snakemake.params.spec
+    n = len(snakemake.input.features) // len(spec["modalities"])
+    shards = {m: snakemake.input.features[i * n:(i + 1) * n] for i, m in enumerate(spec["modalities"])}
+    data = load_split_data(snakemake.input.manifest, shards, snakemake.params.classes)
+    params = {**spec["params"], "threads": snakemake.threads}
+    run_ablation(data, snakemake.wildcards.ablation, spec["modalities"], spec["head"], params, spec["seeds"],
+                 Path(snakemake.output.metrics).parent)

@@ -1,0 +1,8 @@
+from pathlib import Path
+
+from mmpipe.runlog import job_log
+from mmpipe.summary import summarize
+
+with job_log(snakemake.log[0]):
+    summarize([Path(p) for p in snakemake.input], Path(snakemake.output.md), Path(snakemake.output.json),
+              select=snakemake.params.select)
