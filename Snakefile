@@ -4,7 +4,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default; a --configfile given on the command line (e.g. config/examples/mosi.yaml) replaces it
+# rather than being merged into it, so an example's encoders and heads are exactly its own.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

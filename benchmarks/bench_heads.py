@@ -18,16 +18,23 @@ predict val and test. Prints seconds per head and modality set, accuracy/macro-F
 
 from __future__ import annotations
 
-import argparse
-import itertools
-import json
-import sys
-import time
-from pathlib import Path
+import os
 
-import numpy as np
+# Before torch is imported: idle OpenMP threads sleep instead of spinning. On a machine shared with
+# other jobs, spinning threads waiting for a descheduled partner made 2-thread fits up to 10x slower.
+# Set OMP_WAIT_POLICY=ACTIVE in the environment to measure the libgomp default instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from mmpipe.dataset import SplitData
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from mmpipe.dataset import SplitData  # noqa: E402
 
 
 def synthetic_data(seed: int = 0, n_train: int = 3400, n_val: int = 600, n_test: int = 511,
@@ -121,9 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     mods = list(data.X_train)
     subsets = default_subsets(mods)
+    n_fits = len(heads) * len(subsets) * len(seeds)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average {load:.1f} on {os.cpu_count()} CPUs; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print(f"data: {source}; modalities {mods} dims {[data.X_train[m].shape[1] for m in mods]}; "
-          f"train/val/test {len(data.y_train)}/{len(data.y_val)}/{len(data.guids_test) or data.X_test[mods[0]].shape[0]}; "
-          f"heads {len(heads)} x subsets {len(subsets)} x seeds {len(seeds)} = {len(heads) * len(subsets) * len(seeds)} fits; "
+          f"train/val/test {len(data.y_train)}/{len(data.y_val)}/{data.X_test[mods[0]].shape[0]}; "
+          f"heads {len(heads)} x subsets {len(subsets)} x seeds {len(seeds)} = {n_fits} fits; "
           f"torch threads {torch.get_num_threads()}", flush=True)
 
     rows, t_all = [], time.perf_counter()
@@ -144,16 +154,18 @@ def main(argv: list[str] | None = None) -> int:
                 f1s.append(m["macro_f1"])
                 epochs.append(getattr(model, "best_epoch_", None))
             per_head[head] = per_head.get(head, 0.0) + sum(secs)
-            row = {"head": head, "modalities": "+".join(sub), "seconds": sum(secs), "seconds_per_fit": float(np.mean(secs)),
+            row = {"head": head, "modalities": "+".join(sub), "seconds": sum(secs),
+                   "seconds_per_fit": float(np.mean(secs)),
                    "val_acc": float(np.mean(accs)), "val_macro_f1": float(np.mean(f1s)), "best_epochs": epochs}
             rows.append(row)
             print(f"{head:16s} {row['modalities']:12s} {row['seconds']:6.1f}s ({row['seconds_per_fit']:4.1f}/fit)  "
                   f"val acc {row['val_acc']:.3f}  macro-F1 {row['val_macro_f1']:.3f}  best epochs {epochs}", flush=True)
     total = time.perf_counter() - t_all
-    n_fits = len(heads) * len(subsets) * len(seeds)
     print("\nseconds per head (all subsets and seeds):")
     for h, s in sorted(per_head.items(), key=lambda kv: -kv[1]):
         print(f"  {h:16s} {s:6.1f}s  ({s / (len(subsets) * len(seeds)):.2f} s/fit)")
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average at the end {load_end:.1f}")
     print(f"TOTAL {total:.1f}s for {n_fits} fits ({total / n_fits:.2f} s/fit)")
     if args.json:
         Path(args.json).write_text(json.dumps({"source": source, "total_seconds": total, "per_head": per_head,

@@ -139,7 +139,8 @@ def render_report(r: dict[str, Any]) -> str:
         f"- **Data:** {r['n']['train']} train / {r['n']['val']} val / {r['n']['test']} test"
         + ("" if r["test_labelled"] else " (test unlabelled: no test metrics)"),
         f"- **Classes:** {', '.join(classes)}",
-        f"- **Fit time:** {r['fit_seconds_total']:.1f} s in total ({', '.join(f'{s:.1f}' for s in r['fit_seconds'])} s per seed)",
+        f"- **Fit time:** {r['fit_seconds_total']:.1f} s in total "
+        f"({', '.join(f'{s:.1f}' for s in r['fit_seconds'])} s per seed)",
         "",
         "Each seed trains on the training split; the validation split drives early stopping (and the head's "
         "internal choices), so validation scores are slightly optimistic. The test split is only predicted. "
@@ -163,7 +164,8 @@ def render_report(r: dict[str, Any]) -> str:
         sep += "---|---|"
     lines += [head_row, sep]
     for s in r["per_seed"]:
-        row = (f"| {s['seed']} | {s['best_epoch'] if s['best_epoch'] is not None else '—'} | {s['fit_seconds']:.1f} | "
+        best = s["best_epoch"] if s["best_epoch"] is not None else "—"
+        row = (f"| {s['seed']} | {best} | {s['fit_seconds']:.1f} | "
                f"{s['val']['accuracy']:.3f} | {s['val']['macro_f1']:.3f} |")
         if s["test"]:
             row += f" {s['test']['accuracy']:.3f} | {s['test']['macro_f1']:.3f} |"
@@ -172,12 +174,14 @@ def render_report(r: dict[str, Any]) -> str:
         a = r.get(split)
         if not a:
             continue
-        lines += ["", f"## Per class ({split})", "", "| class | support | precision | recall | F1 |", "|---|---|---|---|---|"]
+        lines += ["", f"## Per class ({split})", "", "| class | support | precision | recall | F1 |",
+                  "|---|---|---|---|---|"]
         for c in classes:
             pc = a["per_class"][c]
             lines.append(f"| {c} | {pc['support']} | {fmt_ms(pc['precision'])} | {fmt_ms(pc['recall'])} | "
                          f"{fmt_ms(pc['f1'])} |")
-    lines += ["", "## Figures", "", f"Validation confusion matrix ({CONFUSION_NOTE}; colours row-normalised):", "",
+    lines += ["", "## Figures", "", "Validation confusion matrix, averaged over seeds (cells: mean counts and row "
+              "percentages; colours row-normalised):", "",
               "![validation confusion matrix](confusion.png)", ""]
     if r["test_labelled"]:
         lines += ["Test confusion matrix (mean over seeds):", "", "![test confusion matrix](confusion_test.png)", ""]

@@ -25,11 +25,14 @@ def extract_shard(slice_path: str | Path, name: str, spec: dict[str, Any], out_p
     """
     torch.set_num_threads(max(1, threads))
     encoder = build_encoder({**spec, "threads": threads})
-    column = spec.get("column") or INPUT_COLUMN[encoder.modality]
+    column = spec.get("column") or getattr(encoder, "input_column", None) or INPUT_COLUMN[encoder.modality]
     df = pl.read_parquet(slice_path)
     if column in df.columns:
         df = df.filter(pl.col(column).is_not_null())
-    items = df[column].to_list() if column in df.columns else df["guid"].to_list()
+    if column in df.columns and isinstance(df.schema[column], pl.Array):  # imported vectors: an (n, dim) array
+        items = df[column].to_numpy()
+    else:
+        items = df[column].to_list() if column in df.columns else df["guid"].to_list()
     if column in MEDIA_COLUMNS:
         items = [str(Path(data_root) / p) for p in items]
     start = time.perf_counter()

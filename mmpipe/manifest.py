@@ -27,6 +27,8 @@ from mmpipe.atomic import atomic_path, write_bytes_if_changed, write_text
 from mmpipe.decode import clean_text, decode_file
 from mmpipe.errors import BadSampleError
 from mmpipe.layouts.base import RawSample
+from mmpipe.layouts.vectors import hash_vectors, vector_columns, with_vectors
+from mmpipe.media import check_audio, check_video
 from mmpipe.split import is_validation, shard_of
 
 log = logging.getLogger(__name__)
@@ -89,9 +91,16 @@ def _check_sample(s: RawSample, config: dict[str, Any], root: Path) -> dict[str,
                 _check_image(path)
             except Exception as exc:  # PIL raises many types for corrupt files
                 raise BadSampleError(problem=f"guid {s.guid}: cannot read image {path}: {exc}", **where) from exc
+        elif key in ("audio_path", "video_path"):
+            kind = key.split("_")[0]
+            try:
+                (check_audio if kind == "audio" else check_video)(path)
+            except Exception as exc:
+                raise BadSampleError(problem=f"guid {s.guid}: cannot read {kind} {path}: {exc}", **where) from exc
         with open(path, "rb") as f:
             h.update(hashlib.file_digest(f, "sha256").digest())
         row[key] = Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
+    hash_vectors(h, s.vectors)  # imported vectors (features layout) are content too
     row["content_hash"] = h.hexdigest()[:32]
     return row
 
@@ -121,10 +130,12 @@ def build(root: str | Path, config: dict[str, Any], threads: int = 1) -> Manifes
 
     val_fraction = config.get("split", {}).get("val_fraction", 0.15)
     seed = config.get("seed", 0)
+    carve = not any(r["split"] == "val" for r in rows)  # a validation split given by the layout is kept as is
     for r in rows:
-        if r["split"] == "train" and is_validation(r["guid"], r["label"], val_fraction, seed, r["group"]):
+        if carve and r["split"] == "train" and is_validation(r["guid"], r["label"], val_fraction, seed, r["group"]):
             r["split"] = "val"
     manifest = pl.DataFrame(rows, schema=SCHEMA, orient="row")
+    manifest = with_vectors(manifest, read.samples)  # vector:<field> columns, for the shard slices only
     return ManifestResult(manifest=manifest, skipped=skipped, unlisted=read.unlisted)
 
 
@@ -153,10 +164,10 @@ def write(result: ManifestResult, manifest_path: str | Path, shard_paths: list[s
     """
     df = result.manifest
     with atomic_path(manifest_path) as tmp:
-        df.write_parquet(tmp, compression="zstd")
+        df.drop(vector_columns(df)).write_parquet(tmp, compression="zstd")
     n = len(shard_paths)
     shard_idx = pl.Series([shard_of(g, n) for g in df["guid"]], dtype=pl.Int64)
-    sliced = df.select(SLICE_COLUMNS).with_columns(shard=shard_idx)
+    sliced = df.select(SLICE_COLUMNS + vector_columns(df)).with_columns(shard=shard_idx)
     changed = []
     for i, path in enumerate(shard_paths):
         part = sliced.filter(pl.col("shard") == i).drop("shard").sort("guid")

@@ -8,17 +8,16 @@ from pathlib import Path
 import polars as pl
 
 from mmpipe.atomic import write_text
-
-GB_FAMILY = {"gb18030", "gbk", "gb2312", "hz"}
+from mmpipe.decode import encoding_family
 
 
 def decode_summary(manifest: pl.DataFrame) -> dict:
-    """Counts per encoding (and per encoding family), and the lossy files."""
+    """Counts per encoding and per family (gbk/gb2312 count as gb18030), and the lossy files."""
     texts = manifest.filter(pl.col("text_encoding").is_not_null())
     counts = dict(sorted(texts.group_by("text_encoding").len().iter_rows(), key=lambda kv: -kv[1]))
     family: dict[str, int] = {}
     for enc, n in counts.items():
-        fam = "gb18030-family" if enc in GB_FAMILY else ("utf-8" if enc.startswith("utf-8") else enc)
+        fam = encoding_family(enc)
         family[fam] = family.get(fam, 0) + n
     lossy = texts.filter(pl.col("text_lossy"))["guid"].to_list()
     return {"samples": manifest.height, "texts": texts.height, "encodings": counts, "families": family,

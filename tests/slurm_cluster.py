@@ -5,6 +5,11 @@ cluster writes lives in one private folder: its own munge key and socket, ``slur
 ``SLURM_CONF``, so a SLURM already configured on the machine is left alone), state, spool, logs and PID files.
 The three daemons run in the foreground as children of the test and are stopped by their PIDs.
 
+Inside a job, the executor's jobstep plugin (snakemake-executor-plugin-slurm-jobstep) strips every ``SLURM_*``
+variable except the job's identity before it calls ``srun``, ``SLURM_CONF`` included, so ``srun`` only finds the
+config at the default path: ``/etc/slurm/slurm.conf`` is linked to ours while the cluster runs (only where no SLURM
+is configured on the machine) and the link is removed at the end.
+
 No slurmdbd: ``sacct`` does not work here. The workflow's status checks must use ``squeue``
 (``--slurm-status-command squeue``), which sees finished jobs for ``MinJobAge`` seconds; see ``STATUS_ARGS``.
 """
@@ -23,6 +28,7 @@ from pathlib import Path
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "scancel", "srun")
+DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 PARTITION = "mmpipe"
 NODE = "mmpipe1"
 # The executor's first status check comes INIT_SECONDS after a submission; squeue must still list a finished job
@@ -30,8 +36,7 @@ NODE = "mmpipe1"
 INIT_SECONDS = 5
 MIN_JOB_AGE = 3600
 STATUS_ARGS = ("--slurm-status-command", "squeue",
-               "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS),
-               "--slurm-no-account")
+               "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS))
 
 
 class Unavailable(Exception):
@@ -96,6 +101,7 @@ class LocalSlurm:
         self.munge_dir = self.root / "munge"
         self.socket = self.munge_dir / "munge.socket.2"
         self.procs: dict[str, subprocess.Popen] = {}
+        self.linked = False
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
 
     # -- set-up -------------------------------------------------------------------------------------------------
@@ -151,6 +157,17 @@ NodeName={NODE} NodeHostname={host} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemo
 PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
 """)
 
+    def _link_default_conf(self) -> None:
+        d = DEFAULT_CONF
+        if d.is_symlink() and not d.exists() and Path(os.readlink(d)).parent.name.startswith("mmpipe-slurm-"):
+            d.unlink()  # left by an earlier run that was killed before it could clean up
+        if d.exists() or d.is_symlink():
+            raise Unavailable(f"{d} exists: a SLURM is configured on this machine, and jobs can only use the test "
+                              "cluster's config at that path (the jobstep plugin drops SLURM_CONF); not touching it")
+        d.parent.mkdir(parents=True, exist_ok=True)
+        d.symlink_to(self.conf)
+        self.linked = True
+
     def _spawn(self, name: str, cmd: list[str]) -> None:
         log = open(self.root / "log" / f"{name}.out", "w")
         self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
@@ -174,6 +191,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
             raise Unavailable(f"starting munged, slurmctld and slurmd needs root (uid {os.geteuid()})")
         self._write_munge()
         self._write_conf()
+        self._link_default_conf()
         m = self.munge_dir
         self._spawn("munged", ["setpriv", "--reuid=munge", "--regid=munge", "--init-groups", _sbin("munged"),
                                "--foreground",
@@ -233,4 +251,7 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
                     break
                 except subprocess.TimeoutExpired:
                     continue
+        if self.linked and DEFAULT_CONF.is_symlink() and Path(os.readlink(DEFAULT_CONF)) == self.conf:
+            DEFAULT_CONF.unlink()
+        self.linked = False
         shutil.rmtree(self.root, ignore_errors=True)

@@ -86,7 +86,7 @@ def test_learns_planted_signal_from_three_modalities(head, three):
     assert acc(model, Xv, yv) > 0.75, head
 
 
-@pytest.mark.parametrize("head", ["concat_mlp", "gated", "tensor_fusion", "late_fusion", "svm"])
+@pytest.mark.parametrize("head", ALL_HEADS)
 def test_single_modality_works(head, two):
     (X, y), (Xv, yv) = two
     model = build_head(head, {**FAST, "seed": 0}).fit({"a": X["a"]}, y, {"a": Xv["a"]}, yv)

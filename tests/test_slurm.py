@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slurm
 
 SHARDS = 4
 ENCODERS = ("text", "image")
-# Expected SLURM jobs for `predictions` on the tiny config: 3 modality subsets x 2 heads = 6 ablations.
-EXPECTED = {"demo_data": 1, "manifest": 1, "extract": SHARDS * len(ENCODERS), "ablation": 6, "summary": 1,
+# Expected SLURM jobs for `predictions`: text+image x the tiny config's 2 heads (logreg, concat_mlp) = 2 ablations.
+EXPECTED = {"demo_data": 1, "manifest": 1, "extract": SHARDS * len(ENCODERS), "ablation": 2, "summary": 1,
             "predict": 1}
 RUN_LIMIT_S = 600  # the SLURM run, under `timeout -k 10`; measured here: well under 3 minutes
 
@@ -46,10 +46,12 @@ def cluster():
     previous = signal.signal(signal.SIGTERM, _interrupt)
     slurm = LocalSlurm()
     try:
+        t0 = time.monotonic()
         try:
-            slurm.start()
+            slurm.start()  # installs the packages first where they are missing
         except Unavailable as e:
             pytest.skip(f"no local SLURM cluster: {e}")
+        slurm.ready_s = time.monotonic() - t0
         yield slurm
     finally:
         slurm.stop()
@@ -61,7 +63,7 @@ def run_on_slurm(work: Path, slurm: LocalSlurm, *targets: str) -> str:
     cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S),
            sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
            "--configfile", str(work / "config.yaml"), "--profile", str(REPO / "profiles" / "slurm"),
-           # test-only overrides: this cluster's partition, squeue for job status (no slurmdbd), no account,
+           # test-only overrides: this cluster's partition, squeue for job status (no slurmdbd),
            # no retries (a failure should show at once) and every sbatch log kept for the failure message
            "--default-resources", f"slurm_partition={PARTITION}", "mem_mb=1000", "runtime=30",
            *STATUS_ARGS, "--retries", "0", "--slurm-keep-successful-logs", *targets]
@@ -78,7 +80,8 @@ def run_on_slurm(work: Path, slurm: LocalSlurm, *targets: str) -> str:
             raise
     text = log.read_text(errors="replace")
     if rc != 0:
-        what = (f"HUNG: killed by timeout after {RUN_LIMIT_S} s" if rc in (124, 137)
+        # `timeout -k` ends with 124 (TERM was enough) or 137; it dies of the KILL it sends its own group (-9)
+        what = (f"HUNG: killed by timeout after {RUN_LIMIT_S} s" if rc in (124, 137, -signal.SIGKILL)
                 else f"failed with exit code {rc} after {time.monotonic() - started:.0f} s")
         slurm_logs = "\n".join(f"--- {p.relative_to(work)} ---\n{p.read_text(errors='replace')[-1500:]}"
                                for p in sorted((work / "logs" / "slurm").rglob("*.log"))[-6:])
@@ -101,7 +104,9 @@ def test_slurm_profile_matches_local_run(cluster, tmp_path):
     remote.mkdir()
     # One thread and 1 GB per job: two jobs share this 2-core node at a time; the same settings locally.
     small = {"threads": 1, "mem_mb": 1000}
+    # predictions from the neural head (seeded torch training in each job), not the trivially stable logreg
     config = tiny_config(local, "demo", shards=SHARDS, demo={"n": 60, "seed": 0},
+                         ablations={"modalities": [list(ENCODERS)]}, predict={"select": "text+image__concat_mlp"},
                          resources={r: small for r in EXPECTED})
     write_config(remote, config)  # the same tiny models (under local/models) and settings
 
@@ -136,9 +141,12 @@ def test_slurm_profile_matches_local_run(cluster, tmp_path):
             assert np.array_equal(mine[guid], theirs[guid]), f"{rel}: guid {guid} differs"
     pred = "results/demo/predictions.txt"
     assert (local / pred).read_bytes() == (remote / pred).read_bytes()
+    # every ablation's validation metrics (both heads, every seed) came out the same too
     summary = [json.loads((w / "results/demo/summary.json").read_text()) for w in (local, remote)]
     assert summary[0] == summary[1]
+    assert summary[0]["selected"] == "text+image__concat_mlp"
 
-    print(f"\nlocal run {t_local:.0f} s, SLURM run {t_slurm:.0f} s; SLURM jobs per rule: "
+    print(f"\ncluster ready in {cluster.ready_s:.0f} s, local run {t_local:.0f} s, SLURM run {t_slurm:.0f} s; "
+          "SLURM jobs per rule: "
           + ", ".join(f"{r}={n}" for r, n in sorted(per_rule.items()))
           + "\n" + "\n".join(f"  {j['id']:>4} {j['state']} {j['comment']}" for j in jobs))

@@ -9,10 +9,11 @@ input embedding), ``max_seconds`` (cut; default 20 s, at most 30 s for Whisper),
 Audio is decoded by ``load_audio`` (mono, resampled to the feature extractor's ``sampling_rate``).
 
 * CTC-style encoders (``AutoModel``: Wav2Vec2Model, HubertModel, WavLMModel, Data2VecAudioModel, ...): the
-  feature extractor pads each batch to its longest clip; the frames that padding produced are left out of the
-  pooling (their count follows from the convolutional feature encoder's kernels and strides). The attention
-  mask is passed to the model only where its feature extractor asks for it (``return_attention_mask``;
-  group-norm checkpoints such as wav2vec2-base expect zero padding without a mask).
+  feature extractor pads each batch to its longest clip and the attention mask goes to the model; the frames
+  that padding produced are left out of the pooling (their count follows from the convolutional feature
+  encoder's kernels and strides). Checkpoints whose feature extractor gives no attention mask (group-norm ones
+  such as wav2vec2-base) would see the padding, so their clips are batched only with clips of the same length:
+  either way a clip's vector does not depend on the other clips of its batch or shard.
 * Whisper: the encoder of ``WhisperModel`` (``get_encoder()``) on log-mel features, which Whisper always pads
   to its 30 s window; pooling covers the frames of the actual audio only.
 """
@@ -160,6 +161,21 @@ class HFAudioEncoder(Encoder):
         return np.clip(valid, 1, total_frames)
 
     def _batch(self, model: Any, waves: list[np.ndarray]) -> np.ndarray:
+        lengths = {w.size for w in waves}
+        if self.whisper or self.pass_mask or len(lengths) == 1:
+            return self._forward(model, waves)
+        # No attention mask (group-norm checkpoints): zero padding would change the vectors, and a vector must not
+        # depend on its batch mates, so clips of different lengths go through separately.
+        out = np.empty((len(waves), self._dim or 0), np.float32)
+        for n in lengths:
+            idx = [i for i, w in enumerate(waves) if w.size == n]
+            vec = self._forward(model, [waves[i] for i in idx])
+            if out.shape[1] != vec.shape[1]:
+                out = np.empty((len(waves), vec.shape[1]), np.float32)
+            out[idx] = vec
+        return out
+
+    def _forward(self, model: Any, waves: list[np.ndarray]) -> np.ndarray:
         import torch
 
         n_samples = np.array([w.size for w in waves], dtype=np.int64)

@@ -97,7 +97,7 @@ class LibrosaAudioEncoder(Encoder):
             "frames": {"n_fft": self.n_fft, "hop_length": self.hop, "window": "hann", "center": True,
                        "min_samples": self._min_samples},
             "descriptors": {"mfcc": self.n_mfcc, "n_mels": self.n_mels, "deltas": [1, 2], "delta_width": DELTA_WIDTH,
-                            "chroma": 12, "centroid_khz": 1, "rolloff_khz": 1,
+                            "chroma": {"bins": 12, "tuning": 0.0}, "centroid_khz": 1, "rolloff_khz": 1,
                             "contrast": {"n_bands": self.n_bands, "fmin": CONTRAST_FMIN}, "zcr": 1, "rms": 1,
                             "pitch": {"method": "yin", "fmin": self.fmin, "fmax": self.fmax, "value": "log2(f0)",
                                       "voiced_rms": self.voiced_rms}},
@@ -120,7 +120,7 @@ class LibrosaAudioEncoder(Encoder):
         mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=self.n_mfcc)
         d1 = librosa.feature.delta(mfcc, width=DELTA_WIDTH, order=1)
         d2 = librosa.feature.delta(mfcc, width=DELTA_WIDTH, order=2)
-        chroma = librosa.feature.chroma_stft(S=power, sr=self.sr, n_fft=self.n_fft)
+        chroma = librosa.feature.chroma_stft(S=power, sr=self.sr, n_fft=self.n_fft, tuning=0.0)
         centroid = librosa.feature.spectral_centroid(S=S, sr=self.sr, n_fft=self.n_fft) / 1000.0
         rolloff = librosa.feature.spectral_rolloff(S=S, sr=self.sr, n_fft=self.n_fft) / 1000.0
         contrast = librosa.feature.spectral_contrast(S=S, sr=self.sr, n_fft=self.n_fft, fmin=CONTRAST_FMIN,

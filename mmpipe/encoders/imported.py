@@ -22,14 +22,9 @@ import numpy as np
 from mmpipe.encoders.base import Encoder, register
 from mmpipe.encoders.resolve import check_spec
 from mmpipe.errors import ConfigError, MmpipeError
+from mmpipe.layouts.vectors import vector_column
 
-VECTOR_PREFIX = "vector:"
 MODALITIES = ("text", "audio", "video", "image")
-
-
-def vector_column(field: str) -> str:
-    """The shard-slice column that holds the imported vectors of ``field``."""
-    return f"{VECTOR_PREFIX}{field}"
 
 
 @register("imported")

@@ -101,7 +101,8 @@ def split_back(Z: np.ndarray, modalities: list[str], dims: list[int]) -> dict[st
     return out
 
 
-def apply_smote(X: Features, y: np.ndarray, modalities: list[str], seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def apply_smote(X: Features, y: np.ndarray, modalities: list[str],
+                seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """SMOTE on the concatenated (standardised) training matrix, split back into modalities.
 
     The original rows come first, synthetic rows after (imbalanced-learn's order). Skipped with a

@@ -22,7 +22,6 @@ class GMUModule(nn.Module):
         self.gate = nn.Linear(sum(dims), self.m * gmu_dim)
         self.drop = nn.Dropout(dropout)
         self.mlp = MLP(gmu_dim, hidden, n_classes, dropout)
-        self.last_gates: torch.Tensor | None = None
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         h = torch.stack([torch.tanh(p(x)) for p, x in zip(self.proj, xs)], dim=1)  # (n, M, d)

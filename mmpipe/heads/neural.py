@@ -8,7 +8,8 @@ returns ``(batch, n_classes)`` logits. Everything else lives here:
 * optional SMOTE on the training features, ``class_weight: balanced``, ``loss: ce | focal`` with
   ``label_smoothing`` and ``focal_gamma``;
 * AdamW, minibatches of ``batch_size``, at most ``max_epochs``; with validation data, early stopping
-  on validation macro-F1 with ``patience`` and the best epoch's weights restored at the end
+  on validation macro-F1 (ties: lower validation loss) with ``patience`` and the best epoch's
+  weights restored at the end
   (``best_epoch_``, per-epoch ``history_``); without validation data exactly ``epochs`` epochs
   (default ``max_epochs``), which is how a model is refitted on train+val for the best epoch;
 * seeding (identical seed and data -> identical probabilities on the same machine and thread count);
@@ -215,7 +216,7 @@ class NeuralHead(Head):
             use_fp16 = (self.device_.type == "cuda" and p["amp"] and not torch.cuda.is_bf16_supported())
             scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
             n, bs = len(ytr), int(p["batch_size"])
-            best_f1, best_state, bad = -1.0, None, 0
+            best_f1, best_loss, best_state, bad = -1.0, float("inf"), None, 0
             self.history_, self.best_epoch_ = [], None
             for epoch in range(1, n_epochs + 1):
                 self.module_.train()
@@ -236,11 +237,13 @@ class NeuralHead(Head):
                 rec = {"epoch": epoch, "train_loss": float(total) / n}
                 if has_val:
                     proba = self._predict_tensors(xv)
-                    rec["val_loss"] = float(-torch.log(proba[torch.arange(len(yv)), yv_t].clamp_min(1e-12)).mean())
+                    p_true = proba[torch.arange(len(yv), device=self.device_), yv_t]
+                    rec["val_loss"] = float(-torch.log(p_true.clamp_min(1e-12)).mean())
                     acc, f1 = fast_scores(yv, proba.argmax(1).cpu().numpy(), k)
                     rec["val_macro_f1"], rec["val_acc"] = f1, acc
-                    if f1 > best_f1:
-                        best_f1, bad, self.best_epoch_ = f1, 0, epoch
+                    # better macro-F1, or the same macro-F1 with a lower validation loss
+                    if f1 > best_f1 or (f1 == best_f1 and rec["val_loss"] < best_loss):
+                        best_f1, best_loss, bad, self.best_epoch_ = f1, rec["val_loss"], 0, epoch
                         best_state = {kk: v.detach().clone() for kk, v in self.module_.state_dict().items()}
                     else:
                         bad += 1

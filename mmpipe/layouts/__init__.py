@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from mmpipe.layouts import lab
+import mmpipe.layouts.annotations as annotations_layout  # not `from . import annotations`: the __future__ name
+from mmpipe.layouts import features, lab, table
 
-LAYOUTS: dict[str, ModuleType] = {"lab": lab}
+LAYOUTS: dict[str, ModuleType] = {"lab": lab, "features": features, "annotations": annotations_layout, "table": table}
 
 
 def get(name: str) -> ModuleType:

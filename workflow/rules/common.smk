@@ -48,7 +48,7 @@ def data_sources(wildcards):
 
 def manifest_config():
     """The config sections the manifest depends on (nothing of stage 2)."""
-    keys = ("layout", "labels", "on_bad_sample", "seed", "text", "split", "shards")
+    keys = ("layout", "layout_options", "labels", "on_bad_sample", "seed", "text", "split", "shards")
     return json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
 
 

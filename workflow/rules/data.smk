@@ -6,6 +6,8 @@ rule demo_data:
     params:
         n=config["demo"]["n"],
         seed=config["demo"]["seed"],
+        audio=config["demo"]["audio"],
+        video=config["demo"]["video"],
     log:
         f"{LOGS}/demo_data.log",
     threads: res("demo_data", "threads")

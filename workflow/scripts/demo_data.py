@@ -4,4 +4,5 @@ from mmpipe.demo import make_demo
 from mmpipe.runlog import job_log
 
 with job_log(snakemake.log[0]):
-    make_demo(Path(snakemake.output.train).parent, n=snakemake.params.n, seed=snakemake.params.seed)
+    make_demo(Path(snakemake.output.train).parent, n=snakemake.params.n, seed=snakemake.params.seed,
+              audio=snakemake.params.audio, video=snakemake.params.video)
