@@ -489,3 +489,16 @@ def test_real_meld():
     m = manifest.build(MELD, cfg).manifest
     assert dict(m.group_by("split").len().rows()) == {"train": 9989, "val": 1109, "test": 2610}
     assert set(m["label"]) == set(cfg["labels"]["classes"]) and m["guid"].n_unique() == m.height
+
+
+def test_example_configs_validate():
+    from mmpipe.config import load
+    from mmpipe.encoders import REGISTRY
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "config" / "examples").glob("*.yaml"))
+    assert {"mosi.yaml", "mosi_own_text.yaml", "meld.yaml", "demo_av.yaml"} <= {p.name for p in examples}
+    for path in examples:
+        cfg = load(path)
+        assert cfg["layout"] in layouts.LAYOUTS, path
+        for name, spec in cfg["encoders"].items():
+            assert spec["backend"] in REGISTRY, (path, name)

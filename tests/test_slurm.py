@@ -85,10 +85,14 @@ def run_on_slurm(work: Path, slurm: LocalSlurm, *targets: str) -> str:
                 else f"failed with exit code {rc} after {time.monotonic() - started:.0f} s")
         slurm_logs = "\n".join(f"--- {p.relative_to(work)} ---\n{p.read_text(errors='replace')[-1500:]}"
                                for p in sorted((work / "logs" / "slurm").rglob("*.log"))[-6:])
+        rule_logs = sorted((p for p in (work / "logs").rglob("*.log") if "slurm" not in p.parts),
+                           key=lambda p: p.stat().st_mtime)[-3:]
+        slurm_logs += "".join(f"\n--- {p.relative_to(work)} ---\n{p.read_text(errors='replace')[-1500:]}"
+                              for p in rule_logs)
         jobs = "\n".join(f"{j['id']} {j['state']} {j['comment']}" for j in slurm.jobs())
         pytest.fail(f"snakemake --profile profiles/slurm {' '.join(targets)} {what}\n"
                     f"=== snakemake output (tail) ===\n{text[-6000:]}\n=== squeue ===\n{jobs}\n"
-                    f"=== sbatch logs (tail) ===\n{slurm_logs}\n=== daemons ===\n{slurm.logs()}",
+                    f"=== sbatch and rule logs (tail) ===\n{slurm_logs}\n=== daemons ===\n{slurm.logs()}",
                     pytrace=False)
     return text
 

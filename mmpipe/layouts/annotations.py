@@ -62,12 +62,9 @@ def annotation_files(root: Path, name: str = DEFAULT_FILE) -> list[tuple[Path, s
 
 
 def source_files(root: Path) -> list[str]:
-    """The annotation files and every file in the split folders."""
+    """Every file in the data folder: the annotation files and the media they name."""
     root = Path(root)
-    files = [str(p) for p, _ in annotation_files(root)]
-    for d, _ in _split_dirs(root):
-        files += walk_files(d)
-    return sorted(set(files))
+    return walk_files(root) if root.is_dir() else []
 
 
 def read(root: Path, config: dict[str, Any]) -> LayoutRead:

@@ -22,7 +22,7 @@ from typing import Any
 from mmpipe.errors import BadSampleError, ConfigError
 from mmpipe.layouts.base import LayoutRead, RawSample
 from mmpipe.layouts.common import (Labels, cell, csv_records, find_column, id_string, layout_options, norm_split,
-                                   split_of_name)
+                                   split_of_name, walk_files)
 
 OPTIONS = {"file", "files", "text", "label", "score", "split", "id", "group", "delimiter", "encoding"}
 SUFFIXES = (".csv", ".tsv")
@@ -41,8 +41,9 @@ def _tables(root: Path) -> list[Path]:
 
 
 def source_files(root: Path) -> list[str]:
-    """Every table in the data folder (the manifest depends on them)."""
-    return [str(p) for p in _tables(Path(root))]
+    """Every table in the data folder and below it (the manifest depends on them)."""
+    root = Path(root)
+    return [f for f in walk_files(root) if f.lower().endswith(SUFFIXES)] if root.is_dir() else []
 
 
 def files_of(root: Path, opts: dict[str, Any]) -> list[tuple[Path, str | None]]:
