@@ -10,6 +10,13 @@ numbers are not (test is never looked at before evaluation). Outputs in ``out_di
 * ``curve.png``: training curves, one line per seed;
 * ``report.md``: a readable report linking the PNGs by relative path;
 * ``metrics.json``: everything, written last (its presence means the ablation is complete).
+
+``task: regression`` (from ``labels.scheme``): the heads fit the float scores (``SplitData.s_*``), the
+metrics are MMSA's (``regression_metrics``: Acc-2 has-0 / non-0, F1, Acc-7, Acc-5, MAE, Corr) and the
+confusion matrices are the binary has-0 ones. ``context`` in the params (see ``mmpipe.context``) adds
+group-context features before the head sees the data; it is not passed to the head itself.
+``majority_baseline`` in ``metrics.json``: the training majority class (regression: the training median
+score, a constant prediction) scored on val and test, so every number has its trivial reference.
 """
 
 from __future__ import annotations
@@ -25,15 +32,22 @@ import numpy as np
 from mmpipe.atomic import write_text
 from mmpipe.dataset import SplitData
 from mmpipe.heads.base import build_head
-from mmpipe.metrics import aggregate, classification_metrics, fmt_ms
+from mmpipe.context import check_mode, with_context
+from mmpipe.metrics import (BINARY_CLASSES, REGRESSION_METRICS, aggregate, classification_metrics, fmt_ms,
+                            regression_metrics)
 from mmpipe.plots import confusion_png, curve_png
 
 STD_NOTE = "sample standard deviation over seeds (ddof=1; 0 with one seed)"
 CONFUSION_NOTE = "validation confusion matrix, averaged over seeds (cells are mean counts)"
 
 
-def _build(head: str, params: dict[str, Any], seed: int, n_classes: int):
+TASKS = ("classification", "regression")
+
+
+def _build(head: str, params: dict[str, Any], seed: int, n_classes: int, task: str = "classification"):
     hp = {**params, "seed": int(seed)}
+    if task == "regression":
+        return build_head(head, {**hp, "task": "regression"})
     if "n_classes" not in params:
         try:
             return build_head(head, {**hp, "n_classes": n_classes})
@@ -54,10 +68,44 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def majority_baseline(d: SplitData, task: str = "classification") -> dict[str, Any]:
+    """A constant prediction learnt from the TRAINING labels only, scored on val and (labelled) test:
+    the most frequent training class (ties: the first in ``classes``), or for regression the median
+    training score (the constant with the lowest training MAE; its sign is the majority binary class)."""
+    if task == "regression":
+        c = float(np.median(d.s_train))
+        score = lambda s: None if s is None else regression_metrics(s, np.full(len(s), c))  # noqa: E731
+        return {"prediction": c, "rule": "median training score", "val": score(d.s_val), "test": score(d.s_test)}
+    k = len(d.classes)
+    c = int(np.bincount(np.asarray(d.y_train, dtype=np.int64), minlength=k).argmax())
+
+    def score(y):
+        if y is None:
+            return None
+        m = classification_metrics(y, np.full(len(y), c), d.classes)
+        return {key: v for key, v in m.items() if key not in ("per_class", "confusion_matrix")}
+
+    return {"prediction": d.classes[c], "rule": "most frequent training class", "val": score(d.y_val),
+            "test": score(d.y_test)}
+
+
+def fit_targets(d: SplitData, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(train, val, test) targets of the task: class ids or (regression) scores; test None if unlabelled."""
+    if task == "regression":
+        if d.s_train is None or d.s_val is None:
+            raise ValueError("task regression needs a score for every train and validation sample "
+                             "(labels.scheme: regression in the config, and a score column in the data)")
+        return d.s_train, d.s_val, d.s_test
+    return d.y_train, d.y_val, d.y_test
+
+
 def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, params: dict[str, Any],
-                 seeds: list[int], out_dir: Path) -> dict[str, Any]:
+                 seeds: list[int], out_dir: Path, task: str = "classification") -> dict[str, Any]:
     """Fit ``head`` on ``modalities`` once per seed, evaluate on val (and labelled test), write the
     outputs listed in the module docstring and return the metrics dict (= ``metrics.json``)."""
+    task = task or "classification"
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if not seeds:
         raise ValueError("run_ablation needs at least one seed")
     if not modalities:
@@ -67,19 +115,28 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
         raise KeyError(f"ablation {name!r}: modalities {missing} not in the data (have {sorted(data.X_train)})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    d = data.select(list(modalities))
-    classes = list(d.classes)
     params = dict(params or {})
-    labelled_test = d.y_test is not None
+    head_params = {k: v for k, v in params.items() if k != "context"}
+    context = check_mode(params.get("context"))
+    d = with_context(data.select(list(modalities)), context)
+    classes = list(d.classes)
+    regression = task == "regression"
+    t_train, t_val, t_test = fit_targets(d, task)
+    labelled_test = t_test is not None
+
+    def evaluate(model, X, t):
+        if regression:
+            return regression_metrics(t, model.predict(X))
+        return classification_metrics(t, model.predict_proba(X), classes)
 
     per_seed = []
     for seed in seeds:
-        model = _build(head, params, seed, len(classes))
+        model = _build(head, head_params, seed, len(classes), task)
         t0 = time.perf_counter()
-        model.fit(d.X_train, d.y_train, d.X_val, d.y_val)
+        model.fit(d.X_train, t_train, d.X_val, t_val)
         fit_s = time.perf_counter() - t0
-        val = classification_metrics(d.y_val, model.predict_proba(d.X_val), classes)
-        test = classification_metrics(d.y_test, model.predict_proba(d.X_test), classes) if labelled_test else None
+        val = evaluate(model, d.X_val, t_val)
+        test = evaluate(model, d.X_test, t_test) if labelled_test else None
         model_file = f"model_seed{seed}.pt"
         model.save(out_dir / model_file)
         refit = model.refit_params() if hasattr(model, "refit_params") else {}
@@ -96,6 +153,8 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
         "params": _jsonable(params),
         "seeds": [int(s) for s in seeds],
         "classes": classes,
+        "task": task,
+        "context": context,
         "n": {"train": int(len(d.y_train)), "val": int(len(d.y_val)),
               "test": int(next(iter(d.X_test.values())).shape[0])},
         "test_labelled": labelled_test,
@@ -104,6 +163,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
         "best_epochs": [r["best_epoch"] for r in per_seed],
         "fit_seconds": [r["fit_seconds"] for r in per_seed],
         "fit_seconds_total": round(sum(r["fit_seconds"] for r in per_seed), 3),
+        "majority_baseline": _jsonable(majority_baseline(d, task)),
         "std": STD_NOTE,
         "confusion": CONFUSION_NOTE,
         "files": {"confusion": "confusion.png", "curve": "curve.png", "report": "report.md",
@@ -114,11 +174,12 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
     }
 
     mods = "+".join(modalities)
-    confusion_png(result["val"]["confusion_matrix_mean"], classes, out_dir / "confusion.png",
-                  title=f"{name}: validation ({head}, {mods}; mean over {len(seeds)} seeds)")
+    cm_classes, what = (BINARY_CLASSES, "binary has-0, ") if regression else (classes, "")
+    confusion_png(result["val"]["confusion_matrix_mean"], cm_classes, out_dir / "confusion.png",
+                  title=f"{name}: validation ({what}{head}, {mods}; mean over {len(seeds)} seeds)")
     if labelled_test:
-        confusion_png(result["test"]["confusion_matrix_mean"], classes, out_dir / "confusion_test.png",
-                      title=f"{name}: test ({head}, {mods}; mean over {len(seeds)} seeds)")
+        confusion_png(result["test"]["confusion_matrix_mean"], cm_classes, out_dir / "confusion_test.png",
+                      title=f"{name}: test ({what}{head}, {mods}; mean over {len(seeds)} seeds)")
     curve_png({r["seed"]: r["history"] for r in per_seed}, out_dir / "curve.png",
               title=f"{name}: {head} on {mods}", best_epochs={r["seed"]: r["best_epoch"] for r in per_seed})
     write_text(out_dir / "report.md", render_report(result))
@@ -126,9 +187,28 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
     return result
 
 
+REG_LABELS = {"acc2_has0": "Acc-2 has-0", "f1_has0": "F1 has-0", "acc2_non0": "Acc-2 non-0", "f1_non0": "F1 non-0",
+              "acc7": "Acc-7", "acc5": "Acc-5", "mae": "MAE", "corr": "Corr"}
+
+
+def _baseline_lines(r: dict[str, Any], regression: bool) -> list[str]:
+    b = r.get("majority_baseline")
+    if not b:
+        return []
+    keys = ("acc2_has0", "acc2_non0", "acc7", "mae") if regression else ("accuracy", "macro_f1", "weighted_f1")
+    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    pred = f"{b['prediction']:.3f}" if regression else f"`{b['prediction']}`"
+    parts = []
+    for split in ("val", "test"):
+        if b.get(split):
+            parts.append(f"{split} " + ", ".join(f"{(REG_LABELS.get(k) or k)} {fmt(b[split].get(k))}" for k in keys))
+    return [f"- **Majority baseline** ({b['rule']}: {pred}): " + "; ".join(parts)]
+
+
 def render_report(r: dict[str, Any]) -> str:
     """The Markdown report of one ablation (PNG links relative to the report)."""
     classes, seeds = r["classes"], r["seeds"]
+    regression = r.get("task") == "regression"
     lines = [f"# Ablation `{r['name']}`", ""]
     lines += [
         f"- **Head:** `{r['head']}`",
@@ -138,7 +218,10 @@ def render_report(r: dict[str, Any]) -> str:
         "- **Parameters:** head defaults",
         f"- **Data:** {r['n']['train']} train / {r['n']['val']} val / {r['n']['test']} test"
         + ("" if r["test_labelled"] else " (test unlabelled: no test metrics)"),
-        f"- **Classes:** {', '.join(classes)}",
+        f"- **Classes:** {', '.join(classes)}" if not regression else
+        "- **Task:** regression on the score (binary metrics from its sign, as MMSA)",
+        f"- **Context:** {r.get('context', 'none')}",
+        *_baseline_lines(r, regression),
         f"- **Fit time:** {r['fit_seconds_total']:.1f} s in total "
         f"({', '.join(f'{s:.1f}' for s in r['fit_seconds'])} s per seed)",
         "",
@@ -148,6 +231,18 @@ def render_report(r: dict[str, Any]) -> str:
         "",
         "## Scores",
         "",
+    ]
+    if regression:
+        lines += ["| split | " + " | ".join(REG_LABELS[k] for k in REGRESSION_METRICS) + " |",
+                  "|---|" + "---|" * len(REGRESSION_METRICS)]
+        for split in ("val", "test"):
+            a = r.get(split)
+            if a:
+                lines.append(f"| {split} | " + " | ".join(fmt_ms(a.get(k)) for k in REGRESSION_METRICS) + " |")
+        lines += ["", "Acc-2 has-0: negative (< 0) vs non-negative; non-0: negative vs positive without the samples "
+                  "whose true score is 0. F1 is weighted. Acc-7: clipped to [-3, 3] and rounded."]
+        return _render_regression_rest(r, lines)
+    lines += [
         "| split | accuracy | macro-F1 | weighted-F1 | log-loss |",
         "|---|---|---|---|---|",
     ]
@@ -187,5 +282,32 @@ def render_report(r: dict[str, Any]) -> str:
         lines += ["Test confusion matrix (mean over seeds):", "", "![test confusion matrix](confusion_test.png)", ""]
     lines += ["Training curves (one line per seed; ★ the epoch whose weights were kept):", "",
               "![training curves](curve.png)", ""]
+    lines += ["## Models", ""] + [f"- [`{m}`]({m})" for m in r["files"]["models"]] + [""]
+    return "\n".join(lines)
+
+
+def _render_regression_rest(r: dict[str, Any], lines: list[str]) -> str:
+    lines += ["", "## Per seed", ""]
+    head_row = "| seed | best epoch | fit s | val MAE | val Acc-2 non-0 |"
+    sep = "|---|---|---|---|---|"
+    if r["test_labelled"]:
+        head_row += " test MAE | test Acc-2 has-0 | test Acc-2 non-0 | test Corr |"
+        sep += "---|---|---|---|"
+    lines += [head_row, sep]
+    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    for s in r["per_seed"]:
+        best = s["best_epoch"] if s["best_epoch"] is not None else "—"
+        row = f"| {s['seed']} | {best} | {s['fit_seconds']:.1f} | {fmt(s['val']['mae'])} | {fmt(s['val']['acc2_non0'])} |"
+        if s["test"]:
+            t = s["test"]
+            row += f" {fmt(t['mae'])} | {fmt(t['acc2_has0'])} | {fmt(t['acc2_non0'])} | {fmt(t['corr'])} |"
+        lines.append(row)
+    lines += ["", "## Figures", "", "Validation confusion matrix of the binary (has-0) classes, averaged over seeds:",
+              "", "![validation confusion matrix](confusion.png)", ""]
+    if r["test_labelled"]:
+        lines += ["Test confusion matrix (binary has-0, mean over seeds):", "",
+                  "![test confusion matrix](confusion_test.png)", ""]
+    lines += ["Training curves (one line per seed; ★ the epoch whose weights were kept, lowest validation MAE):",
+              "", "![training curves](curve.png)", ""]
     lines += ["## Models", ""] + [f"- [`{m}`]({m})" for m in r["files"]["models"]] + [""]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ class SplitData:
 
     ``y_test`` is None when the test split has no labels (e.g. ``test_without_label.txt``);
     ``guids_test`` keeps the order of the test list so predictions can be written in it.
+    ``s_train``/``s_val``/``s_test``: float scores (``labels.scheme: regression``), None when a split has
+    none; ``g_train``/``g_val``/``g_test``: group ids (e.g. the video or dialogue of an utterance) as
+    object arrays, None when the manifest has no groups.
     """
 
     classes: list[str]
@@ -32,12 +36,22 @@ class SplitData:
     guids_train: list[str] = field(default_factory=list)
     guids_val: list[str] = field(default_factory=list)
     guids_test: list[str] = field(default_factory=list)
+    s_train: np.ndarray | None = None
+    s_val: np.ndarray | None = None
+    s_test: np.ndarray | None = None
+    g_train: np.ndarray | None = None
+    g_val: np.ndarray | None = None
+    g_test: np.ndarray | None = None
 
     def select(self, modalities: list[str]) -> "SplitData":
         """The same data restricted to a subset of modalities."""
         pick = lambda X: {m: X[m] for m in modalities}  # noqa: E731
-        return SplitData(self.classes, pick(self.X_train), self.y_train, pick(self.X_val), self.y_val,
-                         pick(self.X_test), self.y_test, self.guids_train, self.guids_val, self.guids_test)
+        return dataclasses.replace(self, X_train=pick(self.X_train), X_val=pick(self.X_val),
+                                   X_test=pick(self.X_test))
+
+    def with_features(self, X_train: Features, X_val: Features, X_test: Features) -> "SplitData":
+        """The same samples with other feature dicts (e.g. with context features added)."""
+        return dataclasses.replace(self, X_train=X_train, X_val=X_val, X_test=X_test)
 
 
 def load_split_data(manifest_path: str | Path, features: dict[str, Sequence[str | Path]],
@@ -51,7 +65,9 @@ def load_split_data(manifest_path: str | Path, features: dict[str, Sequence[str 
 
     from mmpipe.features import read_shards
 
-    manifest = pl.read_parquet(manifest_path).select("guid", "split", "label")
+    manifest = pl.read_parquet(manifest_path)
+    extra = [c for c in ("score", "group") if c in manifest.columns]
+    manifest = manifest.select("guid", "split", "label", *extra)
     order = {g: i for i, g in enumerate(manifest["guid"])}
     vectors: dict[str, dict[str, np.ndarray]] = {}
     keep = set(order)
@@ -72,11 +88,18 @@ def load_split_data(manifest_path: str | Path, features: dict[str, Sequence[str 
         X = {m: (np.stack([vectors[m][g] for g in guids]) if guids else np.zeros((0, 0), np.float32))
              for m in features}
         y = None if any(r["label"] is None for r in rows) or not rows else np.array([index[r["label"]] for r in rows])
-        return guids, X, y
+        scores = [r.get("score") for r in rows]
+        s = None if not rows or any(v is None for v in scores) else np.asarray(scores, dtype=np.float64)
+        groups = [r.get("group") for r in rows]
+        # no groups at all: None; a sample without a group is a group of its own
+        g = None if all(v is None for v in groups) else \
+            np.array([gr if gr is not None else f"\0{gu}" for gr, gu in zip(groups, guids)], dtype=object)
+        return guids, X, y, s, g
 
-    g_tr, X_tr, y_tr = part("train")
-    g_va, X_va, y_va = part("val")
-    g_te, X_te, y_te = part("test")
+    g_tr, X_tr, y_tr, s_tr, gr_tr = part("train")
+    g_va, X_va, y_va, s_va, gr_va = part("val")
+    g_te, X_te, y_te, s_te, gr_te = part("test")
     if y_tr is None or y_va is None:
         raise ValueError(f"{manifest_path}: every train and validation sample needs a label")
-    return SplitData(classes, X_tr, y_tr, X_va, y_va, X_te, y_te, g_tr, g_va, g_te)
+    return SplitData(classes, X_tr, y_tr, X_va, y_va, X_te, y_te, g_tr, g_va, g_te,
+                     s_tr, s_va, s_te, gr_tr, gr_va, gr_te)

@@ -1,4 +1,4 @@
-"""Classification metrics (scikit-learn) and their aggregation over seeds."""
+"""Classification and regression (MMSA-style sentiment) metrics and their aggregation over seeds."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
 
 SCALAR_METRICS = ("accuracy", "macro_f1", "weighted_f1", "log_loss")
+REGRESSION_METRICS = ("acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5", "mae", "corr")
+# the binary classes of a sentiment score in the "has-0" convention (the confusion matrices of regression runs)
+BINARY_CLASSES = ["negative", "non-negative"]
 
 
 def classification_metrics(y_true: Sequence[int], proba_or_pred: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
@@ -50,6 +53,49 @@ def classification_metrics(y_true: Sequence[int], proba_or_pred: np.ndarray, cla
     }
 
 
+def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, Any]:
+    """Sentiment-score metrics as MMSA reports them for CMU-MOSI / MOSEI (``__eval_mosi_regression``).
+
+    * ``acc2_has0`` / ``f1_has0``: negative (< 0) vs non-negative (>= 0), every sample; F1 weighted;
+    * ``acc2_non0`` / ``f1_non0``: negative vs positive (> 0) on the samples whose TRUE score is not 0
+      (a prediction of exactly 0 counts as negative there); F1 weighted;
+    * ``acc7`` / ``acc5``: both clipped to [-3, 3] / [-2, 2], then rounded with ``np.round`` (half to even, as
+      MMSA), equal integers count as right;
+    * ``mae``: mean absolute error (predictions not clipped); ``corr``: Pearson correlation (None when either
+      side is constant);
+    * ``confusion_matrix``: the has-0 binary one (rows true, columns predicted, ``BINARY_CLASSES`` order);
+      ``n`` and ``n_non0``.
+    """
+    t = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    p = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if len(t) != len(p):
+        raise ValueError(f"{len(t)} scores but {len(p)} predictions")
+    if not len(t):
+        raise ValueError("regression_metrics needs at least one sample")
+    if not np.isfinite(p).all():
+        raise ValueError("predictions contain NaN or infinite values")
+    bt, bp = t >= 0, p >= 0
+    nz = t != 0
+    acc = lambda a, b: float(np.mean(a == b)) if len(a) else float("nan")  # noqa: E731
+    wf1 = lambda a, b: float(f1_score(a, b, average="weighted", zero_division=0)) if len(a) else float("nan")  # noqa: E731
+    corr = None
+    if len(t) > 1 and np.std(t) > 0 and np.std(p) > 0:
+        corr = float(np.corrcoef(p, t)[0, 1])
+    return {
+        "n": int(len(t)),
+        "n_non0": int(nz.sum()),
+        "acc2_has0": acc(bt, bp),
+        "f1_has0": wf1(bt, bp),
+        "acc2_non0": acc(t[nz] > 0, p[nz] > 0),
+        "f1_non0": wf1(t[nz] > 0, p[nz] > 0),
+        "acc7": acc(np.round(np.clip(t, -3, 3)), np.round(np.clip(p, -3, 3))),
+        "acc5": acc(np.round(np.clip(t, -2, 2)), np.round(np.clip(p, -2, 2))),
+        "mae": float(np.mean(np.abs(p - t))),
+        "corr": corr,
+        "confusion_matrix": confusion_matrix(bt, bp, labels=[False, True]).tolist(),
+    }
+
+
 def _mean_std(values: list[float]) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
@@ -66,7 +112,7 @@ def aggregate(metric_dicts: list[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("nothing to aggregate")
     out: dict[str, Any] = {"n_runs": len(metric_dicts)}
     keys = [k for k, v in metric_dicts[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-            and k != "n"]
+            and k not in ("n", "n_non0")]
     for k in keys:
         vals = [d.get(k) for d in metric_dicts]
         if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals):

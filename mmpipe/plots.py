@@ -48,8 +48,13 @@ def confusion_png(cm: Sequence[Sequence[float]], classes: Sequence[str], path: s
 
 def curve_png(histories: dict[Any, list[dict[str, float]]], path: str | Path, title: str = "Training curve",
               best_epochs: dict[Any, int | None] | None = None) -> None:
-    """Left: training loss (solid) and validation loss (dashed) per epoch; right: validation macro-F1;
-    one colour per seed, the restored best epoch marked. Heads without epochs get a note instead."""
+    """Left: training loss (solid) and validation loss (dashed) per epoch; right: validation macro-F1
+    (regression heads: validation MAE); one colour per seed, the restored best epoch marked. Heads without
+    epochs get a note instead."""
+    key = "val_macro_f1"
+    if any(h and "val_mae" in h[0] for h in histories.values()):
+        key = "val_mae"
+    label = "MAE" if key == "val_mae" else "macro-F1"
     fig, (ax_l, ax_f) = plt.subplots(1, 2, figsize=(11, 4))
     any_curve = False
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -62,11 +67,11 @@ def curve_png(histories: dict[Any, list[dict[str, float]]], path: str | Path, ti
         ax_l.plot(ep, [h["train_loss"] for h in hist], color=c, label=f"seed {seed} train")
         if "val_loss" in hist[0]:
             ax_l.plot(ep, [h["val_loss"] for h in hist], color=c, ls="--", label=f"seed {seed} val")
-        if "val_macro_f1" in hist[0]:
-            ax_f.plot(ep, [h["val_macro_f1"] for h in hist], color=c, label=f"seed {seed}")
+        if key in hist[0]:
+            ax_f.plot(ep, [h[key] for h in hist], color=c, label=f"seed {seed}")
             be = (best_epochs or {}).get(seed)
             if be:
-                f1 = next((h["val_macro_f1"] for h in hist if h["epoch"] == be), None)
+                f1 = next((h[key] for h in hist if h["epoch"] == be), None)
                 if f1 is not None:
                     ax_f.plot([be], [f1], marker="*", ms=12, color=c)
     if not any_curve:
@@ -75,10 +80,10 @@ def curve_png(histories: dict[Any, list[dict[str, float]]], path: str | Path, ti
                     transform=ax.transAxes)
     ax_l.set_title("loss")
     ax_l.set_xlabel("epoch")
-    ax_l.set_ylabel("loss (train: objective; val: NLL)")
-    ax_f.set_title("validation macro-F1 (★ restored best epoch)")
+    ax_l.set_ylabel("loss (train: objective; val: " + ("MAE)" if key == "val_mae" else "NLL)"))
+    ax_f.set_title(f"validation {label} (★ restored best epoch)")
     ax_f.set_xlabel("epoch")
-    ax_f.set_ylabel("macro-F1")
+    ax_f.set_ylabel(label)
     for ax in (ax_l, ax_f):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

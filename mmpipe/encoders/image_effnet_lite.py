@@ -124,7 +124,6 @@ class EfficientNetLiteEncoder(Encoder):
         return {
             "backend": self.backend,
             "model": self.model_name,
-            "model_resolved": self.weights_path,
             "weights": self._digest,
             "preprocessing": {
                 "loader": "load_rgb(exif_transpose, alpha on white)",

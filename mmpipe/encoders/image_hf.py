@@ -225,7 +225,6 @@ class HFImageEncoder(Encoder):
         return {
             "backend": self.backend,
             "model": self.model_name,
-            "model_resolved": self.model_path,
             "revision": self.revision,
             "weights": self._digest,
             "model_type": self.model_type,

@@ -123,7 +123,6 @@ class HFTextEncoder(Encoder):
         return {
             "backend": self.backend,
             "model": self.model_name,
-            "model_resolved": self.model_path,
             "revision": self.revision,
             "weights": self._digest,
             "model_type": getattr(self.config, "model_type", None),

@@ -1,19 +1,8 @@
-"""Fusion heads: importing this package registers every built-in head (see ``base.REGISTRY``).
+"""Fusion heads: importing this package registers every built-in head (see ``base.REGISTRY``)."""
 
-Idle OpenMP threads are told to sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``, unless the
-environment already sets it). The heads run many tiny parallel regions; with the default spinning, a
-2-thread fit on a machine shared with other jobs ran 4-10x slower than with one thread, because each
-thread spins waiting for a descheduled partner. This only takes effect if torch / scikit-learn were
-not imported before this package (true for the stage-2 scripts).
-"""
-
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from mmpipe.heads import (concat_mlp, cross_attention, gated, late_fusion, logreg,  # noqa: E402,F401
+from mmpipe.heads import (concat_mlp, context_gru, cross_attention, gated, late_fusion, logreg,  # noqa: F401
                           low_rank_fusion, proj_concat, svm, tensor_fusion)
-from mmpipe.heads.base import REGISTRY, Features, Head, build_head, register  # noqa: E402
+from mmpipe.heads.base import REGISTRY, Features, Head, build_head, register
 
 __all__ = ["REGISTRY", "Features", "Head", "build_head", "register", "load_head"]
 

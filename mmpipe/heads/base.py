@@ -1,4 +1,4 @@
-"""The head interface: fit on cached features, predict class probabilities, save and load."""
+"""The head interface: fit on cached features, predict class probabilities (or scores), save and load."""
 
 from __future__ import annotations
 
@@ -29,15 +29,27 @@ class Head(ABC):
     """A fusion head in the scikit-learn spirit: hyperparameters in ``__init__``, then fit/predict."""
 
     name: str = ""
+    # Sequence heads set this: their fit takes ``groups=`` / ``groups_val=`` and predict / predict_proba take
+    # ``groups=``, each an ``(n, 2)`` int array [group code, position in group] (``mmpipe.context.sequence_index``).
+    uses_groups: bool = False
 
     @abstractmethod
     def fit(self, X: Features, y: np.ndarray, X_val: Features | None = None,
             y_val: np.ndarray | None = None) -> "Head":
-        """Train on ``X``/``y`` (integer class ids); ``X_val``/``y_val`` drive early stopping."""
+        """Train on ``X``/``y`` (integer class ids; float scores with ``task: regression``);
+        ``X_val``/``y_val`` drive early stopping."""
 
     @abstractmethod
     def predict_proba(self, X: Features) -> np.ndarray:
-        """``(n, n_classes)`` probabilities."""
+        """``(n, n_classes)`` probabilities (classification only)."""
+
+    def predict(self, X: Features) -> np.ndarray:
+        """``(n,)`` predictions: class ids, or scores for a head fitted with ``task: regression``."""
+        return np.asarray(self.predict_proba(X)).argmax(axis=1)
+
+    @property
+    def task(self) -> str:
+        return str(getattr(self, "params", {}).get("task") or "classification")
 
     @abstractmethod
     def save(self, path: str | Path) -> None:

@@ -1,6 +1,10 @@
 """Preprocessing shared by every head: input checks, per-modality standardisation, SMOTE, class weights.
 
 Everything here is fitted on the TRAINING features only and is deterministic given a seed.
+
+``task``: ``classification`` (default; ``y`` holds integer class ids) or ``regression`` (``y`` holds float
+scores, e.g. CMU-MOSI sentiment in [-3, 3]; ``predict`` returns scores). With ``regression``, ``n_classes``,
+``class_weight`` and ``smote`` do not apply: the first two are ignored, SMOTE is an error.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ import numpy as np
 from mmpipe.heads.base import Features
 
 # Parameters every head accepts (sklearn heads ignore the ones that make no sense for them).
+TASKS = ("classification", "regression")
+
 COMMON_DEFAULTS: dict[str, Any] = {
+    "task": "classification",  # classification | regression
     "seed": 0,
     "n_classes": None,  # default: max label id seen in y / y_val + 1
     "class_weight": None,  # "balanced" or None
@@ -31,7 +38,15 @@ def check_params(name: str, params: dict[str, Any], defaults: dict[str, Any]) ->
     cw = merged.get("class_weight")
     if cw not in (None, "balanced"):
         raise ValueError(f"head {name!r}: class_weight must be 'balanced' or null, got {cw!r}")
+    if merged.get("task") not in TASKS:
+        raise ValueError(f"head {name!r}: task must be one of {', '.join(TASKS)}, got {merged.get('task')!r}")
+    if merged["task"] == "regression" and merged.get("smote"):
+        raise ValueError(f"head {name!r}: smote oversamples classes; it does not apply to task: regression")
     return merged
+
+
+def is_regression(params: dict[str, Any]) -> bool:
+    return params.get("task") == "regression"
 
 
 def check_features(X: Features, modalities: list[str] | None = None, what: str = "X") -> tuple[list[str], int]:
@@ -142,21 +157,37 @@ def fast_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple
     return float(tp.sum() / max(len(y_true), 1)), float(f1.mean())
 
 
+def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Cheap per-epoch scores of a regression head: ``mae``, ``corr`` (0 when undefined) and ``acc2``
+    (sign agreement, has-0 convention: >= 0 is non-negative)."""
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if not len(t):
+        return {"mae": float("nan"), "corr": 0.0, "acc2": float("nan")}
+    corr = float(np.corrcoef(t, p)[0, 1]) if len(t) > 1 and t.std() > 0 and p.std() > 0 else 0.0
+    return {"mae": float(np.abs(t - p).mean()), "corr": corr, "acc2": float(((t >= 0) == (p >= 0)).mean())}
+
+
 def prepare_train(X: Features, y: np.ndarray, X_val: Features | None, y_val: np.ndarray | None,
                   params: dict[str, Any]) -> dict[str, Any]:
-    """Checks, n_classes, standardisation (train only) and optional SMOTE: the common front of every fit."""
+    """Checks, n_classes, standardisation (train only) and optional SMOTE: the common front of every fit.
+    With ``task: regression`` the targets are float scores and ``n_classes`` is 1 (one output)."""
+    regression = is_regression(params)
+    ytype = np.float32 if regression else np.int64
     mods, n = check_features(X)
-    y = np.asarray(y, dtype=np.int64)
+    y = np.asarray(y, dtype=ytype)
+    if regression and not np.isfinite(y).all():
+        raise ValueError("regression targets contain NaN or infinite values")
     if len(y) != n:
         raise ValueError(f"y has {len(y)} labels for {n} feature rows")
     if (X_val is None) != (y_val is None):
         raise ValueError("give both X_val and y_val, or neither")
     if X_val is not None:
         _, nv = check_features(X_val, mods, "X_val")
-        y_val = np.asarray(y_val, dtype=np.int64)
+        y_val = np.asarray(y_val, dtype=ytype)
         if len(y_val) != nv:
             raise ValueError(f"y_val has {len(y_val)} labels for {nv} feature rows")
-    k = infer_n_classes(y, y_val, params.get("n_classes"))
+    k = 1 if regression else infer_n_classes(y, y_val, params.get("n_classes"))
     stats = fit_standardizer(X, mods)
     Xs = standardize(X, stats, mods)
     if params.get("smote"):

@@ -7,6 +7,9 @@ the weights are fitted on the VALIDATION split: an exhaustive grid over the prob
 validation log-loss of the weighted average. Without validation data the weights are uniform unless
 ``fusion_weights`` gives them (a refit on train+val passes the weights found on validation).
 With one modality the weight is 1 and the head is a plain per-modality classifier.
+
+With ``task: regression`` each branch predicts a score, the head predicts the weighted average of the
+branch scores, and the weights minimise the validation MAE over the same grid.
 """
 
 from __future__ import annotations
@@ -51,6 +54,17 @@ def fit_simplex_weights(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     return grid[order[0]]
 
 
+def fit_simplex_weights_regression(preds: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """preds: (n, M) per-modality scores on validation -> weights (M,) minimising the MAE of the weighted
+    average. Ties go to the grid point closest to uniform."""
+    m = preds.shape[1]
+    grid = simplex_grid(m)
+    mae = np.abs(preds @ grid.T - np.asarray(y, dtype=np.float64)[:, None]).mean(axis=0)
+    dist = ((grid - 1.0 / m) ** 2).sum(1)
+    order = np.lexsort((dist, np.round(mae, 12)))
+    return grid[order[0]]
+
+
 class LateFusionModule(nn.Module):
     def __init__(self, dims: list[int], hidden: int, n_classes: int, dropout: float, branch: str):
         super().__init__()
@@ -92,6 +106,10 @@ class LateFusion(NeuralHead):
         w = self.module_.weights.to(out.device)
         return torch.einsum("m,nmk->nk", w, torch.softmax(out.float(), dim=2))
 
+    def _score(self, out):
+        w = self.module_.weights.to(out.device)
+        return torch.einsum("m,nm->n", w, out.float()[:, :, 0])
+
     @torch.no_grad()
     def _after_fit(self, xv, y_val):
         if xv is None or self.params["fusion_weights"] is not None:
@@ -99,8 +117,12 @@ class LateFusion(NeuralHead):
         self.module_.eval()
         with self._autocast():
             out = self.module_(xv)
-        probs = torch.softmax(out.float(), dim=2).cpu().numpy().astype(np.float64)
-        w = fit_simplex_weights(probs, np.asarray(y_val))
+        if self.regression_:
+            preds = out.float()[:, :, 0].cpu().numpy().astype(np.float64)
+            w = fit_simplex_weights_regression(preds, np.asarray(y_val))
+        else:
+            probs = torch.softmax(out.float(), dim=2).cpu().numpy().astype(np.float64)
+            w = fit_simplex_weights(probs, np.asarray(y_val))
         self.module_.weights.copy_(torch.from_numpy(w).float())
 
     @property

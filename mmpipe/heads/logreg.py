@@ -1,13 +1,13 @@
-"""Baseline: multinomial logistic regression (lbfgs) on the concatenated standardised features."""
+"""Baseline: multinomial logistic regression (lbfgs) on the concatenated standardised features; with
+``task: regression``, ridge regression (``alpha = 1 / C``) on the same features."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from threadpoolctl import threadpool_limits
 
 from mmpipe.heads.base import register
-from mmpipe.heads.common import fast_scores
 from mmpipe.heads.sklearn_base import SklearnHead, candidate_values, middle
 
 
@@ -31,9 +31,27 @@ class LogReg(SklearnHead):
             m.coef_, m.intercept_ = prev.coef_.copy(), prev.intercept_.copy()
         return m
 
+    def _fit_ridge(self, Z, y, Zv, yv):
+        cands = candidate_values(self.params["C"])
+        if len(cands) == 1 or Zv is None:
+            self.C_ = cands[0] if len(cands) == 1 else middle(cands)
+            self.model_ = Ridge(alpha=1.0 / self.C_).fit(Z, y)
+            return
+        best = None
+        for C in sorted(cands):
+            m = Ridge(alpha=1.0 / C).fit(Z, y)
+            score = self._val_score(yv, m.predict(Zv))
+            if self._better(score, best):
+                best = (score, C, m)
+        _, self.C_, self.model_ = best
+
     def fit(self, X, y, X_val=None, y_val=None):
         with threadpool_limits(1, user_api="blas"):
             Z, y, Zv, yv = self._prepare(X, y, X_val, y_val)
+            if self.regression_:
+                self._fit_ridge(Z, y, Zv, yv)
+                self.fitted_ = True
+                return self
             cands = candidate_values(self.params["C"])
             if len(cands) == 1 or Zv is None:
                 self.C_ = cands[0] if len(cands) == 1 else middle(cands)
@@ -43,15 +61,23 @@ class LogReg(SklearnHead):
                 for C in sorted(cands):
                     m = self._model(C, prev).fit(Z, y)
                     prev = m
-                    f1 = fast_scores(yv, m.predict(Zv), self.n_classes_)[1]
-                    if best is None or f1 > best[0]:
+                    f1 = self._val_score(yv, m.predict(Zv))
+                    if self._better(f1, best):
                         best = (f1, C, m)
                 _, self.C_, self.model_ = best
             self.model_.warm_start = False
         self.fitted_ = True
         return self
 
+    def predict(self, X):
+        if not self.regression_:
+            return super().predict(X)
+        Z = self._transform(X)
+        with threadpool_limits(1, user_api="blas"):
+            return np.asarray(self.model_.predict(Z), dtype=np.float64)
+
     def predict_proba(self, X):
+        self._check_classification()
         Z = self._transform(X)
         with threadpool_limits(1, user_api="blas"):
             return self._full_proba(self.model_.predict_proba(Z), self.model_.classes_).astype(np.float64)

@@ -7,9 +7,12 @@ returns ``(batch, n_classes)`` logits. Everything else lives here:
 * per-modality standardisation fitted on the training split (stored with the model);
 * optional SMOTE on the training features, ``class_weight: balanced``, ``loss: ce | focal`` with
   ``label_smoothing`` and ``focal_gamma``;
+* ``task: regression`` (see ``common``): the module has ONE output, the score; ``loss: l1`` (default, as
+  MMSA trains its MOSI/MOSEI regressors) ``| mse | huber``; early stopping on validation MAE (ties: the
+  earlier epoch); ``predict`` returns scores and ``predict_proba`` is an error;
 * AdamW, minibatches of ``batch_size``, at most ``max_epochs``; with validation data, early stopping
   on validation macro-F1 (ties: lower validation loss) with ``patience`` and the best epoch's
-  weights restored at the end
+  weights restored at the end (regression: validation MAE, see above)
   (``best_epoch_``, per-epoch ``history_``); without validation data exactly ``epochs`` epochs
   (default ``max_epochs``), which is how a model is refitted on train+val for the best epoch;
 * seeding (identical seed and data -> identical probabilities on the same machine and thread count);
@@ -36,7 +39,7 @@ from torch import nn
 from mmpipe.atomic import atomic_path
 from mmpipe.heads.base import REGISTRY, Features, Head
 from mmpipe.heads.common import (COMMON_DEFAULTS, balanced_weights, check_features, check_params, fast_scores,
-                                 prepare_train, standardize)
+                                 is_regression, prepare_train, regression_scores, standardize)
 
 NEURAL_DEFAULTS: dict[str, Any] = {
     **COMMON_DEFAULTS,
@@ -48,7 +51,7 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     "max_epochs": 60,
     "patience": 8,
     "epochs": None,  # only without validation data; default max_epochs
-    "loss": "ce",  # ce | focal
+    "loss": None,  # classification: ce (default) | focal; regression: l1 (default) | mse | huber
     "label_smoothing": 0.0,
     "focal_gamma": 2.0,
     "device": "cpu",  # cpu | cuda | auto
@@ -119,8 +122,12 @@ class NeuralHead(Head):
     def __init__(self, **params: Any):
         self.params = check_params(self.name or type(self).__name__, params,
                                    {**NEURAL_DEFAULTS, **self.module_defaults})
-        if self.params["loss"] not in ("ce", "focal"):
-            raise ValueError(f"loss must be 'ce' or 'focal', got {self.params['loss']!r}")
+        self.regression_ = is_regression(self.params)
+        allowed = ("l1", "mse", "huber") if self.regression_ else ("ce", "focal")
+        self.loss_ = self.params["loss"] or allowed[0]
+        if self.loss_ not in allowed:
+            raise ValueError(f"loss must be one of {', '.join(map(repr, allowed))} for task "
+                             f"{self.params['task']}, got {self.params['loss']!r}")
         self.history_: list[dict[str, float]] = []
         self.best_epoch_: int | None = None
         self.module_: nn.Module | None = None
@@ -134,6 +141,10 @@ class NeuralHead(Head):
 
     def _proba(self, out: torch.Tensor) -> torch.Tensor:
         return torch.softmax(out.float(), dim=1)
+
+    def _score(self, out: torch.Tensor) -> torch.Tensor:
+        """Regression: the module's output ``(batch, 1)`` -> scores ``(batch,)``."""
+        return out.float()[:, 0]
 
     def _after_fit(self, Xv: list[torch.Tensor] | None, y_val: np.ndarray | None) -> None:
         """Hook after the best weights are restored (late fusion fits its modality weights here)."""
@@ -155,7 +166,14 @@ class NeuralHead(Head):
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         p = self.params
         logits = logits.float()
-        if p["loss"] == "focal":
+        if self.regression_:
+            pred = logits[:, 0]
+            if self.loss_ == "mse":
+                return F.mse_loss(pred, y)
+            if self.loss_ == "huber":
+                return F.smooth_l1_loss(pred, y)
+            return F.l1_loss(pred, y)
+        if self.loss_ == "focal":
             return focal_loss(logits, y, self._class_w, float(p["focal_gamma"]), float(p["label_smoothing"]))
         return F.cross_entropy(logits, y, weight=self._class_w, label_smoothing=float(p["label_smoothing"]))
 
@@ -178,9 +196,9 @@ class NeuralHead(Head):
         for s in range(0, n, bs):
             with self._autocast():
                 out = self.module_([x[s:s + bs] for x in xs])
-            outs.append(self._proba(out).float())
+            outs.append((self._score(out) if self.regression_ else self._proba(out)).float())
         if not outs:
-            return torch.zeros((0, self.n_classes_), device=self.device_)
+            return torch.zeros((0,) if self.regression_ else (0, self.n_classes_), device=self.device_)
         return torch.cat(outs)
 
     def fit(self, X: Features, y: np.ndarray, X_val: Features | None = None,
@@ -204,7 +222,7 @@ class NeuralHead(Head):
             self.module_ = self.build_module(self.dims_, k).to(self.device_)
             ytr = prep["y"]
             self._class_w = (torch.from_numpy(balanced_weights(ytr, k)).to(self.device_)
-                             if p["class_weight"] == "balanced" else None)
+                             if p["class_weight"] == "balanced" and not self.regression_ else None)
             xs = self._to_tensors(prep["X"])
             yt = torch.from_numpy(ytr).to(self.device_)
             xv = self._to_tensors(prep["X_val"]) if has_val else None
@@ -235,7 +253,16 @@ class NeuralHead(Head):
                     scaler.update()
                     total += loss.detach() * len(yb)
                 rec = {"epoch": epoch, "train_loss": float(total) / n}
-                if has_val:
+                if has_val and self.regression_:
+                    sc = regression_scores(yv, self._predict_tensors(xv).cpu().numpy())
+                    rec["val_loss"] = rec["val_mae"] = sc["mae"]
+                    rec["val_corr"], rec["val_acc2"] = sc["corr"], sc["acc2"]
+                    if sc["mae"] < best_loss:  # strictly better: ties keep the earlier epoch
+                        best_loss, bad, self.best_epoch_ = sc["mae"], 0, epoch
+                        best_state = {kk: v.detach().clone() for kk, v in self.module_.state_dict().items()}
+                    else:
+                        bad += 1
+                elif has_val:
                     proba = self._predict_tensors(xv)
                     p_true = proba[torch.arange(len(yv), device=self.device_), yv_t]
                     rec["val_loss"] = float(-torch.log(p_true.clamp_min(1e-12)).mean())
@@ -259,6 +286,16 @@ class NeuralHead(Head):
         return self
 
     def predict_proba(self, X: Features) -> np.ndarray:
+        if self.regression_:
+            raise TypeError(f"{self.name}: a regression head has no class probabilities; use predict()")
+        return self._predict_np(X)
+
+    def predict(self, X: Features) -> np.ndarray:
+        """Regression: ``(n,)`` scores; classification: ``(n,)`` class ids (argmax of the probabilities)."""
+        out = self._predict_np(X)
+        return out if self.regression_ else out.argmax(axis=1)
+
+    def _predict_np(self, X: Features) -> np.ndarray:
         if self.module_ is None:
             raise RuntimeError("fit or load the head first")
         check_features(X, self.modalities_)

@@ -1,5 +1,6 @@
 """Shared plumbing of the scikit-learn baselines: standardise each modality on the training split,
-concatenate, optional SMOTE; save/load one joblib file (atomically)."""
+concatenate, optional SMOTE; save/load one joblib file (atomically). With ``task: regression`` the
+baselines fit regressors (logreg: ridge regression, svm: RBF SVR) and ``predict`` returns scores."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 
 from mmpipe.atomic import atomic_path
 from mmpipe.heads.base import Features, Head
-from mmpipe.heads.common import COMMON_DEFAULTS, check_features, check_params, concat, prepare_train, standardize
+from mmpipe.heads.common import (COMMON_DEFAULTS, check_features, check_params, concat, fast_scores, is_regression,
+                                 prepare_train, standardize)
 
 # Training parameters of the neural heads, accepted and IGNORED by the baselines so that one params
 # block (e.g. a grid-wide default) can serve every head.
@@ -33,8 +35,9 @@ def middle(values: list[float]) -> float:
 
 class SklearnHead(Head):
     """``C`` may be a number or a list: with a list and validation data the best value by validation
-    macro-F1 is chosen (ties: the smaller C, i.e. the stronger regularisation); with a list and no
-    validation data the middle value is used. ``refit_params()`` returns the chosen ``C``."""
+    macro-F1 is chosen (regression: the lowest validation MAE; ties: the smaller C, i.e. the stronger
+    regularisation); with a list and no validation data the middle value is used. ``refit_params()``
+    returns the chosen ``C``."""
 
     sk_defaults: dict[str, Any] = {}
 
@@ -46,6 +49,23 @@ class SklearnHead(Head):
 
     def get_params(self) -> dict[str, Any]:
         return dict(self.params)
+
+    @property
+    def regression_(self) -> bool:
+        return is_regression(self.params)
+
+    def _check_classification(self) -> None:
+        if self.regression_:
+            raise TypeError(f"{self.name}: a regression head has no class probabilities; use predict()")
+
+    def _better(self, score: float, best: tuple | None) -> bool:
+        """Candidate selection on validation: higher macro-F1, or (regression) lower MAE; ties keep the earlier."""
+        return best is None or (score < best[0] if self.regression_ else score > best[0])
+
+    def _val_score(self, yv: np.ndarray, pred: np.ndarray) -> float:
+        if self.regression_:
+            return float(np.abs(np.asarray(yv, dtype=np.float64) - pred).mean())
+        return fast_scores(yv, pred, self.n_classes_)[1]
 
     def _threads(self):
         t = self.params.get("threads")

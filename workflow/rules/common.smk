@@ -6,6 +6,9 @@ from pathlib import Path
 
 # The rules call the mmpipe package that sits beside this workflow, also inside conda envs and cluster jobs.
 sys.path.insert(0, workflow.basedir)
+# Idle OpenMP threads sleep instead of spinning: the heads run many tiny parallel regions, and spinning
+# threads waiting for a descheduled partner made 2-thread fits 4-10x slower on a shared machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 from mmpipe import layouts

@@ -1,3 +1,7 @@
+# classification, or regression on a score (labels.scheme: regression, e.g. CMU-MOSI sentiment)
+TASK = "regression" if config["labels"].get("scheme") == "regression" else "classification"
+
+
 rule ablation:
     input:
         manifest=f"{RES}/manifest.parquet",
@@ -27,6 +31,7 @@ rule ablation:
     params:
         spec=lambda wildcards: ABLATIONS[wildcards.ablation],
         classes=config["labels"].get("classes"),
+        task=TASK,
     log:
         f"{LOGS}/ablation/{{ablation}}.log",
     benchmark:
@@ -75,6 +80,7 @@ rule predict:
     params:
         refit=config["predict"]["refit"],
         classes=config["labels"].get("classes"),
+        task=TASK,
     log:
         f"{LOGS}/predict.log",
     threads: res("predict", "threads")

@@ -11,4 +11,4 @@ with job_log(snakemake.log[0]):
     data = load_split_data(snakemake.input.manifest, shards, snakemake.params.classes)
     params = {**spec["params"], "threads": snakemake.threads}
     run_ablation(data, snakemake.wildcards.ablation, spec["modalities"], spec["head"], params, spec["seeds"],
-                 Path(snakemake.output.metrics).parent)
+                 Path(snakemake.output.metrics).parent, task=snakemake.params.get("task", "classification"))

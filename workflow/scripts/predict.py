@@ -13,4 +13,5 @@ with job_log(snakemake.log[0]) as log:
     data = load_split_data(snakemake.input.manifest, shards, snakemake.params.classes)
     log.info("predicting %d test samples with %s (refit=%s)", len(data.guids_test), chosen["name"],
              snakemake.params.refit)
-    predict(data, ablation_dir, snakemake.params.refit, Path(snakemake.output.txt), Path(snakemake.output.parquet))
+    predict(data, ablation_dir, snakemake.params.refit, Path(snakemake.output.txt), Path(snakemake.output.parquet),
+            task=snakemake.params.get("task", "classification"))
