@@ -32,7 +32,7 @@ import numpy as np
 from mmpipe.atomic import write_text
 from mmpipe.dataset import SplitData
 from mmpipe.heads.base import build_head
-from mmpipe.context import check_mode, with_context
+from mmpipe.context import check_mode, sequence_index, with_context
 from mmpipe.metrics import (BINARY_CLASSES, REGRESSION_METRICS, aggregate, classification_metrics, fmt_ms,
                             regression_metrics)
 from mmpipe.plots import confusion_png, curve_png
@@ -124,19 +124,29 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
     t_train, t_val, t_test = fit_targets(d, task)
     labelled_test = t_test is not None
 
-    def evaluate(model, X, t):
+    seq: dict[str, Any] = {"train": None, "val": None, "test": None}
+
+    def evaluate(model, split, t):
+        X = getattr(d, f"X_{split}")
+        kw = {"groups": seq[split]} if model.uses_groups else {}
         if regression:
-            return regression_metrics(t, model.predict(X))
-        return classification_metrics(t, model.predict_proba(X), classes)
+            return regression_metrics(t, model.predict(X, **kw))
+        return classification_metrics(t, model.predict_proba(X, **kw), classes)
 
     per_seed = []
     for seed in seeds:
         model = _build(head, head_params, seed, len(classes), task)
+        fit_kw = {}
+        if model.uses_groups:  # sequence heads: [group, position] per row, per split
+            if seq["train"] is None:
+                seq.update({s: sequence_index(getattr(d, f"g_{s}"), getattr(d, f"guids_{s}"))
+                            for s in ("train", "val", "test")})
+            fit_kw = {"groups": seq["train"], "groups_val": seq["val"]}
         t0 = time.perf_counter()
-        model.fit(d.X_train, t_train, d.X_val, t_val)
+        model.fit(d.X_train, t_train, d.X_val, t_val, **fit_kw)
         fit_s = time.perf_counter() - t0
-        val = evaluate(model, d.X_val, t_val)
-        test = evaluate(model, d.X_test, t_test) if labelled_test else None
+        val = evaluate(model, "val", t_val)
+        test = evaluate(model, "test", t_test) if labelled_test else None
         model_file = f"model_seed{seed}.pt"
         model.save(out_dir / model_file)
         refit = model.refit_params() if hasattr(model, "refit_params") else {}
@@ -297,7 +307,8 @@ def _render_regression_rest(r: dict[str, Any], lines: list[str]) -> str:
     fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
     for s in r["per_seed"]:
         best = s["best_epoch"] if s["best_epoch"] is not None else "—"
-        row = f"| {s['seed']} | {best} | {s['fit_seconds']:.1f} | {fmt(s['val']['mae'])} | {fmt(s['val']['acc2_non0'])} |"
+        row = (f"| {s['seed']} | {best} | {s['fit_seconds']:.1f} | {fmt(s['val']['mae'])} | "
+               f"{fmt(s['val']['acc2_non0'])} |")
         if s["test"]:
             t = s["test"]
             row += f" {fmt(t['mae'])} | {fmt(t['acc2_has0'])} | {fmt(t['acc2_non0'])} | {fmt(t['corr'])} |"

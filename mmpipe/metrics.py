@@ -76,8 +76,13 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
         raise ValueError("predictions contain NaN or infinite values")
     bt, bp = t >= 0, p >= 0
     nz = t != 0
-    acc = lambda a, b: float(np.mean(a == b)) if len(a) else float("nan")  # noqa: E731
-    wf1 = lambda a, b: float(f1_score(a, b, average="weighted", zero_division=0)) if len(a) else float("nan")  # noqa: E731
+
+    def acc(a, b):
+        return float(np.mean(a == b)) if len(a) else float("nan")
+
+    def wf1(a, b):
+        return float(f1_score(a, b, average="weighted", zero_division=0)) if len(a) else float("nan")
+
     corr = None
     if len(t) > 1 and np.std(t) > 0 and np.std(p) > 0:
         corr = float(np.corrcoef(p, t)[0, 1])

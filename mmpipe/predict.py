@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mmpipe.atomic import atomic_path, write_text
-from mmpipe.context import with_context
+from mmpipe.context import sequence_index, with_context
 from mmpipe.dataset import SplitData
 from mmpipe.heads import REGISTRY, build_head
 
@@ -64,12 +64,15 @@ def predict(data: SplitData, ablation_dir: Path, refit: bool, out_txt: Path, out
     if len(guids) != n_test:
         raise ValueError(f"{len(guids)} test guids but {n_test} test feature rows")
 
+    seq = REGISTRY[head].uses_groups
+    kw_test = {"groups": sequence_index(d.g_test, guids)} if seq else {}
     probas = []
     for rec in meta["per_seed"]:
         seed = int(rec["seed"])
         saved = REGISTRY[head].load(ablation_dir / rec.get("model", f"model_seed{seed}.pt"))
         if not refit:
-            probas.append(saved.predict(d.X_test) if regression else saved.predict_proba(d.X_test))
+            probas.append(saved.predict(d.X_test, **kw_test) if regression
+                          else saved.predict_proba(d.X_test, **kw_test))
             continue
         extra: dict[str, Any] = saved.refit_params() if hasattr(saved, "refit_params") else {}
         if not extra and rec.get("best_epoch"):
@@ -78,8 +81,12 @@ def predict(data: SplitData, ablation_dir: Path, refit: bool, out_txt: Path, out
             {**meta["params"], "seed": seed, **extra}
         model = build_head(head, params)
         X, y = _train_val(d, meta_task)
-        model.fit(X, y)
-        probas.append(model.predict(d.X_test) if regression else model.predict_proba(d.X_test))
+        kw_fit = {}
+        if seq:  # train and val groups together (the codes must not collide)
+            gr = None if d.g_train is None or d.g_val is None else np.concatenate([d.g_train, d.g_val])
+            kw_fit = {"groups": sequence_index(gr, [*d.guids_train, *d.guids_val])}
+        model.fit(X, y, **kw_fit)
+        probas.append(model.predict(d.X_test, **kw_test) if regression else model.predict_proba(d.X_test, **kw_test))
     proba = np.mean(probas, axis=0)
     if regression:
         return _write_scores(proba, guids, classes, out_txt, out_parquet)

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from mmpipe.heads.base import Features, register
-from mmpipe.heads.common import balanced_weights, check_features, fast_scores, prepare_train, regression_scores, standardize
+from mmpipe.heads.common import (balanced_weights, check_features, fast_scores, prepare_train, regression_scores,
+                                 standardize)
 from mmpipe.heads.neural import MLP, NeuralHead, deterministic, resolve_device
 
 
