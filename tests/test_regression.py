@@ -56,6 +56,7 @@ def test_regression_metrics_edge_cases():
     m = regression_metrics([1.0, -1.0, 2.0], [0.0, -1.0, 0.0])  # a predicted 0 is non-negative (has-0)...
     assert m["acc2_has0"] == 1.0 and m["acc2_non0"] == pytest.approx(1 / 3)  # ...but not positive (non-0)
     assert regression_metrics([1.0, -1.0], [0.5, 0.5])["corr"] is None  # constant prediction: undefined
+    assert regression_metrics([1.0, -1.0, 0.3], [0.35] * 3)["corr"] is None
     assert regression_metrics([-3.4, 3.6], [-2.6, 9.0])["acc7"] == 1.0  # both clipped to -3 / 3
     with pytest.raises(ValueError):
         regression_metrics([1.0], [np.nan])
@@ -255,6 +256,17 @@ def test_majority_baseline_classification():
     assert b["test"]["weighted_f1"] == pytest.approx(0.4 * (2 * 0.4 / 1.4))
 
 
+def test_classification_summary_shows_the_majority_baseline(reg3, tmp_path):
+    data = split_data(reg3)
+    r = run_ablation(data, "a__logreg", ["a"], "logreg", FAST, [0], tmp_path / "lr")
+    assert r["task"] == "classification" and r["majority_baseline"]["rule"] == "most frequent training class"
+    s = summarize([tmp_path / "lr" / "metrics.json"], tmp_path / "s.md", tmp_path / "s.json")
+    assert s["selection_metric"] == "val_macro_f1" and s["majority_baseline"]["prediction"] in data.classes
+    md = (tmp_path / "s.md").read_text()
+    row = next(ln for ln in md.splitlines() if "majority baseline" in ln)
+    assert row.count("|") == 4 + 6 + 1  # rank, name, modalities, head + val and test acc / macro-F1 / weighted-F1
+
+
 # ---------------------------------------------------------------- end to end (snakemake, features layout)
 
 def write_mosi_like(root: Path, seed: int = 0) -> None:
@@ -295,14 +307,15 @@ def test_e2e_mosi_like_regression(tmp_path):
     from workflow import snakemake, write_config
 
     write_mosi_like(tmp_path / "mosi")
-    cfg = {"data": "mosi", "layout": "features", "layout_options": {"format": "mosi_poria", "vectors": ["text", "audio"]},
+    cfg = {"data": "mosi", "layout": "features",
+           "layout_options": {"format": "mosi_poria", "vectors": ["text", "audio"]},
            "labels": {"scheme": "regression", "range": [-3, 3], "classes": ["negative", "positive"]},
            "split": {"val_fraction": 0.2}, "shards": 1,
            "encoders": {"text": {"backend": "imported", "field": "text"},
                         "audio": {"backend": "imported", "field": "audio"}},
            "heads": {"logreg": {}, "gru": {"head": "context_gru", "max_epochs": 20}},
            "training": {"seeds": [0, 1]},
-           "ablations": {"modalities": [["text"], ["text", "audio"]]}}
+           "ablations": {"modalities": [["text", "audio"]]}}
     write_config(tmp_path, cfg)
     snakemake(tmp_path, "predictions")
     res = tmp_path / "results" / "mosi"
@@ -310,7 +323,7 @@ def test_e2e_mosi_like_regression(tmp_path):
     val_videos = set(m.filter(pl.col("split") == "val")["group"])
     assert val_videos and not val_videos & set(m.filter(pl.col("split") == "train")["group"])  # carved by video
     s = json.loads((res / "summary.json").read_text())
-    assert s["task"] == "regression" and s["selection_metric"] == "val_mae" and len(s["ablations"]) == 4
+    assert s["task"] == "regression" and s["selection_metric"] == "val_mae" and len(s["ablations"]) == 2
     for a in s["ablations"]:
         assert a["test"]["corr"]["mean"] > 0.5 and a["test"]["acc2_has0"]["mean"] > 0.6
     assert s["majority_baseline"]["test"]["corr"] is None

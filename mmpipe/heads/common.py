@@ -164,7 +164,7 @@ def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float
     p = np.asarray(y_pred, dtype=np.float64)
     if not len(t):
         return {"mae": float("nan"), "corr": 0.0, "acc2": float("nan")}
-    corr = float(np.corrcoef(t, p)[0, 1]) if len(t) > 1 and t.std() > 0 and p.std() > 0 else 0.0
+    corr = float(np.corrcoef(t, p)[0, 1]) if len(t) > 1 and np.ptp(t) > 0 and np.ptp(p) > 0 else 0.0
     return {"mae": float(np.abs(t - p).mean()), "corr": corr, "acc2": float(((t >= 0) == (p >= 0)).mean())}
 
 
