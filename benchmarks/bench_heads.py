@@ -13,7 +13,7 @@ Data, in order of preference:
 Each fit is what ``run_ablation`` does per seed: fit on train with val for early stopping, then
 predict val and test. Prints seconds per head and modality set, accuracy/macro-F1 on val, the total.
 
-    python benchmarks/bench_heads.py [--heads a,b] [--seeds 0,1,2] [--threads 2] [--json out.json]
+    python benchmarks/bench_heads.py [--heads a,b | --config config.yaml] [--seeds 0,1,2] [--threads 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", help="manifest.parquet (with --features)")
     ap.add_argument("--npz", help="an .npz file (see load_npz)")
     ap.add_argument("--heads", help="comma-separated heads (default: all registered)")
+    ap.add_argument("--config", help="take the heads and their settings from this workflow config (e.g. config.yaml)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the timings here")
@@ -125,6 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data, source = synthetic_data(), "synthetic (3400/600/511, text 384 + image 1280, 6:3:1)"
     heads = args.heads.split(",") if args.heads else sorted(REGISTRY)
+    settings = {h: (h, {}) for h in heads}  # variant -> (registered head, hyperparameters)
+    if args.config:
+        from mmpipe.config import load as load_config
+        from mmpipe.plan import ablation_grid
+
+        grid = ablation_grid(load_config(args.config))
+        settings = {a["variant"]: (a["head"], {k: v for k, v in a["params"].items() if k != "device"})
+                    for a in grid.values()}
+        heads = list(settings)
     seeds = [int(s) for s in args.seeds.split(",")]
     mods = list(data.X_train)
     subsets = default_subsets(mods)
@@ -144,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             secs, accs, f1s, epochs = [], [], [], []
             for seed in seeds:
                 t0 = time.perf_counter()
-                model = build_head(head, {"seed": seed, "threads": args.threads, "n_classes": len(data.classes)})
+                name, params = settings[head]
+                model = build_head(name, {**params, "seed": seed, "threads": args.threads,
+                                          "n_classes": len(data.classes)})
                 model.fit(d.X_train, d.y_train, d.X_val, d.y_val)
                 pv = model.predict_proba(d.X_val)
                 model.predict_proba(d.X_test)
