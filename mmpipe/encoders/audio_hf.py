@@ -133,7 +133,6 @@ class HFAudioEncoder(Encoder):
         return {
             "backend": self.backend,
             "model": self.model_name,
-            "model_resolved": self.model_path,
             "revision": self.revision,
             "weights": self._digest,
             "model_type": self.model_type,
