@@ -4,7 +4,7 @@ Data, in order of preference:
 
 * real cached features: ``--features RESULTS/features --manifest RESULTS/manifest.parquet``
   (``load_real``: one sub-folder per encoder with its ``*.parquet`` shards, joined with the manifest
-  by ``mmpipe.dataset.load_split_data``);
+  by ``mmpipe.fusion.dataset.load_split_data``);
 * an ``.npz`` file (``--npz``, see ``load_npz``) with arrays ``X_train_<mod>``, ``X_val_<mod>``,
   ``X_test_<mod>``, ``y_train``, ``y_val``, optionally ``y_test`` and ``classes``;
 * otherwise synthetic data shaped like the real set (3400 train / 600 val / 511 test, text 384-d +
@@ -34,7 +34,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from mmpipe.dataset import SplitData  # noqa: E402
+from mmpipe.fusion.dataset import SplitData  # noqa: E402
 
 
 def synthetic_data(seed: int = 0, n_train: int = 3400, n_val: int = 600, n_test: int = 511,
@@ -83,8 +83,8 @@ def load_npz(path: str | Path) -> SplitData:
 
 def load_real(features_dir: str | Path, manifest: str | Path, classes: list[str] | None = None) -> SplitData:
     """Cached features of the pipeline: ``features_dir/<encoder>/*.parquet`` shards (one sub-folder per
-    modality) joined with the manifest (``manifest.parquet``) by ``mmpipe.dataset.load_split_data``."""
-    from mmpipe.dataset import load_split_data
+    modality) joined with the manifest (``manifest.parquet``) by ``mmpipe.fusion.dataset.load_split_data``."""
+    from mmpipe.fusion.dataset import load_split_data
 
     features_dir = Path(features_dir)
     shards = {d.name: sorted(d.glob("*.parquet")) for d in sorted(features_dir.iterdir()) if d.is_dir()}
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mmpipe.heads import REGISTRY, build_head
-    from mmpipe.metrics import classification_metrics
+    from mmpipe.fusion.heads import REGISTRY, build_head
+    from mmpipe.fusion.metrics import classification_metrics
 
     torch.set_num_threads(args.threads)
     if args.features:
@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     heads = args.heads.split(",") if args.heads else sorted(REGISTRY)
     settings = {h: (h, {}) for h in heads}  # variant -> (registered head, hyperparameters)
     if args.config:
-        from mmpipe.config import load as load_config
-        from mmpipe.plan import ablation_grid
+        from mmpipe.core.config import load as load_config
+        from mmpipe.fusion.grid import ablation_grid
 
         grid = ablation_grid(load_config(args.config))
         settings = {a["variant"]: (a["head"], {k: v for k, v in a["params"].items() if k != "device"})

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_heads import load_npz  # noqa: E402
-from mmpipe.heads.base import build_head  # noqa: E402
-from mmpipe.metrics import classification_metrics  # noqa: E402
+from mmpipe.fusion.heads.base import build_head  # noqa: E402
+from mmpipe.fusion.metrics import classification_metrics  # noqa: E402
 
 NEURAL = ["concat_mlp", "proj_concat", "cross_attention", "late_fusion", "gated", "tensor_fusion", "low_rank_fusion"]
 

@@ -35,7 +35,7 @@ def write_lab(root: Path, train: dict[str, str], test: list[str], texts: dict[st
 
 @pytest.fixture
 def lab_config() -> dict:
-    from mmpipe.config import validate
+    from mmpipe.core.config import validate
 
     return validate({"data": "x", "layout": "lab", "labels": {"classes": ["negative", "neutral", "positive"]},
                      "encoders": {"text": {"backend": "hf_text"}}})

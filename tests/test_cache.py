@@ -7,8 +7,8 @@ import shutil
 import polars as pl
 import pytest
 
-from mmpipe.demo import make_demo
-from mmpipe.split import shard_of
+from mmpipe.ingest.demo import make_demo
+from mmpipe.ingest.split import shard_of
 from workflow import count, planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.slow

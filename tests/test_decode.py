@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mmpipe.decode import (Decoded, clean_text, decode_bytes, decode_file, encoding_family, implausibility,
+from mmpipe.ingest.decode import (Decoded, clean_text, decode_bytes, decode_file, encoding_family, implausibility,
                            normalize_codec)
-from mmpipe.errors import BadSampleError
+from mmpipe.core.errors import BadSampleError
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvsa_single_lab5"
 
@@ -72,7 +72,7 @@ def test_fallback_order_and_names():
 
 def test_undecodable_bytes_are_lossy_and_loud(caplog):
     data = b"ok \xff\x80 bad \xfe"
-    with caplog.at_level(logging.WARNING, logger="mmpipe.decode"):
+    with caplog.at_level(logging.WARNING, logger="mmpipe.ingest.decode"):
         dec = decode_bytes(data, fallbacks=("gb18030",), min_confidence=1.01)
     assert dec.lossy and dec.encoding == "utf-8"
     assert dec.text.startswith("ok ") and "\ufffd" in dec.text and dec.text.endswith("\ufffd")

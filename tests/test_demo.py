@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmpipe.decode import decode_file
-from mmpipe.demo import (_WORDS, ENCODINGS, LABELS, demo_sample, demo_split, demo_text, encoding_of_demo_text,
+from mmpipe.ingest.decode import decode_file
+from mmpipe.ingest.demo import (_WORDS, ENCODINGS, LABELS, demo_sample, demo_split, demo_text, encoding_of_demo_text,
                          label_of_demo, make_demo)
 
 
@@ -143,6 +143,6 @@ def test_images_vary_and_open(demo300):
 
 def test_cli(tmp_path):
     out = tmp_path / "cli"
-    subprocess.run([sys.executable, "-m", "mmpipe.demo", str(out), "--n", "12", "--seed", "2"], check=True,
+    subprocess.run([sys.executable, "-m", "mmpipe.ingest.demo", str(out), "--n", "12", "--seed", "2"], check=True,
                    capture_output=True)
     assert _files(out) == _files(make_demo(tmp_path / "api", n=12, seed=2))

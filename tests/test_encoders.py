@@ -25,7 +25,7 @@ transformers = pytest.importorskip("transformers")
 from mmpipe.encoders import REGISTRY, build_encoder  # noqa: E402
 from mmpipe.encoders.images import load_rgb, prefetch_batches  # noqa: E402
 from mmpipe.encoders.resolve import resolve_model, weights_digest  # noqa: E402
-from mmpipe.errors import BadSampleError, ConfigError, MmpipeError  # noqa: E402
+from mmpipe.core.errors import BadSampleError, ConfigError, MmpipeError  # noqa: E402
 
 WORDS = ("the a an i you it is was this that movie film day food love hate good bad great awful "
          "happy sad very not so and but really").split()

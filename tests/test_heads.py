@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmpipe.heads import REGISTRY, build_head, load_head
-from mmpipe.heads.common import fast_scores
-from mmpipe.heads.late_fusion import fit_simplex_weights, simplex_grid
-from mmpipe.heads.neural import NeuralHead
+from mmpipe.fusion.heads import REGISTRY, build_head, load_head
+from mmpipe.fusion.heads.common import fast_scores
+from mmpipe.fusion.heads.late_fusion import fit_simplex_weights, simplex_grid
+from mmpipe.fusion.heads.neural import NeuralHead
 
 ALL_HEADS = sorted(h for h in REGISTRY if not REGISTRY[h].uses_groups)  # sequence heads: tests/test_regression.py
 NEURAL = [h for h in ALL_HEADS if issubclass(REGISTRY[h], NeuralHead)]

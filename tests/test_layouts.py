@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 
 from conftest import SHARED
-from mmpipe import layouts, manifest
-from mmpipe.config import validate
-from mmpipe.errors import BadSampleError, ConfigError
+from mmpipe.ingest import layouts, manifest
+from mmpipe.core.config import validate
+from mmpipe.core.errors import BadSampleError, ConfigError
 
 REGRESSION = {"scheme": "regression", "range": [-3, 3]}
 DIMS = {"text_features": 8, "audio_features": 5, "video_features": 6}
@@ -236,7 +236,7 @@ def write_annotations(root: Path, n_per_split: dict[str, int] | None = None) -> 
     import soundfile as sf
     from PIL import Image
 
-    from mmpipe.demo import demo_video_frames, write_mp4
+    from mmpipe.ingest.demo import demo_video_frames, write_mp4
 
     n_per_split = n_per_split or {"train": 6, "val": 2, "test": 3}
     files = {}
@@ -392,14 +392,14 @@ def run_features(work: Path, cfg: dict):
 
 
 def read_features(work: Path, ds: str, enc: str):
-    from mmpipe.features import read_shards
+    from mmpipe.encoders.shards import read_shards
 
     return read_shards(sorted((work / "results" / ds / "features" / enc).glob("*.parquet")))
 
 
 @pytest.mark.slow
 def test_e2e_features_index_imported_and_cache(tmp_path):
-    from mmpipe.split import shard_of
+    from mmpipe.ingest.split import shard_of
     from workflow import count
 
     recs = mosei_records(20)
@@ -467,7 +467,7 @@ MELD = SHARED / "meld_text"
 
 @pytest.mark.skipif(not (MOSI / "mosi_utterances.csv").is_file(), reason="no ../shared/data/cmu_mosi_poria2017")
 def test_real_mosi():
-    from mmpipe.config import load
+    from mmpipe.core.config import load
 
     cfg = load(Path(__file__).resolve().parents[1] / "config/examples/mosi.yaml")
     res = manifest.build(MOSI, cfg)
@@ -483,7 +483,7 @@ def test_real_mosi():
 
 @pytest.mark.skipif(not (MELD / "train_sent_emo.csv").is_file(), reason="no ../shared/data/meld_text")
 def test_real_meld():
-    from mmpipe.config import load
+    from mmpipe.core.config import load
 
     cfg = load(Path(__file__).resolve().parents[1] / "config/examples/meld.yaml")
     m = manifest.build(MELD, cfg).manifest
@@ -492,7 +492,7 @@ def test_real_meld():
 
 
 def test_example_configs_validate():
-    from mmpipe.config import load
+    from mmpipe.core.config import load
     from mmpipe.encoders import REGISTRY
 
     examples = sorted((Path(__file__).resolve().parents[1] / "config" / "examples").glob("*.yaml"))

@@ -246,7 +246,7 @@ def third_party_imports(script: Path) -> set[str]:
             top = mod.split(".")[0]
             if top == "mmpipe":
                 parts = mod.split(".")
-                for i in range(1, len(parts) + 1):  # mmpipe, mmpipe.heads, mmpipe.heads.neural ...
+                for i in range(1, len(parts) + 1):  # mmpipe, mmpipe.fusion.heads, mmpipe.fusion.heads.neural ...
                     f = _mmpipe_file(".".join(parts[:i]))
                     if f:
                         todo.append(f)
@@ -268,7 +268,7 @@ def test_env_holds_what_its_rules_import(rules, name):
         if rule == "extract":  # encoders are found by name at run time: all of them
             modules |= {m for f in (REPO / "mmpipe/encoders").glob("*.py") for m in third_party_imports(f)}
         if rule in ("ablation", "predict"):  # heads too
-            modules |= {m for f in (REPO / "mmpipe/heads").glob("*.py") for m in third_party_imports(f)}
+            modules |= {m for f in (REPO / "mmpipe/fusion/heads").glob("*.py") for m in third_party_imports(f)}
         for mod in sorted(modules - OPTIONAL):
             owners = {canonicalize_name(d) for d in dists.get(mod, [])}
             if not owners:

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 
 from conftest import write_lab
-from mmpipe import manifest
-from mmpipe.errors import BadSampleError
-from mmpipe.split import is_validation, shard_of
+from mmpipe.ingest import manifest
+from mmpipe.core.errors import BadSampleError
+from mmpipe.ingest.split import is_validation, shard_of
 
 TAGS = ["negative", "neutral", "positive"]
 

@@ -20,13 +20,13 @@ sf = pytest.importorskip("soundfile")
 cv2 = pytest.importorskip("cv2")
 torch = pytest.importorskip("torch")
 
-from mmpipe.demo import (demo_audio_bytes, demo_sample, demo_video_bytes, demo_video_frames, make_demo,  # noqa: E402
+from mmpipe.ingest.demo import (demo_audio_bytes, demo_sample, demo_video_bytes, demo_video_frames, make_demo,  # noqa: E402
                          write_mp4)
 from mmpipe.encoders import build_encoder  # noqa: E402
 from mmpipe.encoders.audio_io import load_audio  # noqa: E402
 from mmpipe.encoders.images import load_rgb  # noqa: E402
 from mmpipe.encoders.video import iter_frames  # noqa: E402
-from mmpipe.errors import BadSampleError, ConfigError  # noqa: E402
+from mmpipe.core.errors import BadSampleError, ConfigError  # noqa: E402
 from tiny_models import tiny_image_model  # noqa: E402
 
 SR_IN = 22050
@@ -334,7 +334,7 @@ def test_make_demo_with_media(tmp_path):
 def test_demo_audio_video_features_end_to_end(tmp_path, image_model):
     import polars as pl
 
-    from mmpipe.features import read_shards
+    from mmpipe.encoders.shards import read_shards
     from workflow import count, planned_jobs, snakemake, write_config
 
     config = {

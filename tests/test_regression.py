@@ -11,13 +11,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mmpipe.ablation import majority_baseline, run_ablation
-from mmpipe.context import add_context, group_mean_others, sequence_index, with_context
-from mmpipe.dataset import SplitData
-from mmpipe.heads import REGISTRY, build_head, load_head
-from mmpipe.metrics import regression_metrics
-from mmpipe.predict import predict
-from mmpipe.summary import summarize
+from mmpipe.fusion.ablation import majority_baseline, run_ablation
+from mmpipe.fusion.context import add_context, group_mean_others, sequence_index, with_context
+from mmpipe.fusion.dataset import SplitData
+from mmpipe.fusion.heads import REGISTRY, build_head, load_head
+from mmpipe.fusion.metrics import regression_metrics
+from mmpipe.fusion.predict import predict
+from mmpipe.reporting.summary import summarize
 
 FAST = {"threads": 1}
 

@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mmpipe.ablation import run_ablation
-from mmpipe.dataset import SplitData
-from mmpipe.metrics import aggregate, classification_metrics
-from mmpipe.plots import confusion_png, curve_png
-from mmpipe.predict import predict
-from mmpipe.summary import summarize
+from mmpipe.fusion.ablation import run_ablation
+from mmpipe.fusion.dataset import SplitData
+from mmpipe.fusion.metrics import aggregate, classification_metrics
+from mmpipe.reporting.plots import confusion_png, curve_png
+from mmpipe.fusion.predict import predict
+from mmpipe.reporting.summary import summarize
 
 CLASSES = ["negative", "neutral", "positive"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -216,7 +216,7 @@ def test_predict_writes_guids_in_order_with_valid_tags(ablations, tmp_path, refi
 
 def test_predict_without_refit_averages_the_saved_models(ablations, tmp_path):
     data, root, _ = ablations
-    from mmpipe.heads import load_head
+    from mmpipe.fusion.heads import load_head
 
     d = data.select(["image"])
     expected = np.mean([load_head("svm", root / "svm-image" / f"model_seed{s}.pt").predict_proba(d.X_test)
@@ -227,7 +227,7 @@ def test_predict_without_refit_averages_the_saved_models(ablations, tmp_path):
 
 def test_predict_refit_uses_the_best_epoch(ablations, tmp_path, monkeypatch):
     data, root, results = ablations
-    import mmpipe.predict as P
+    import mmpipe.fusion.predict as P
 
     seen = []
     real = P.build_head

@@ -29,7 +29,7 @@ from mmpipe.encoders.audio_io import audio_fingerprint, load_audio
 from mmpipe.encoders.base import Encoder, register
 from mmpipe.encoders.images import default_workers, prefetch_batches
 from mmpipe.encoders.resolve import apply_threads, check_spec, resolve_model, torch_device, weights_digest
-from mmpipe.errors import ConfigError, MmpipeError
+from mmpipe.core.errors import ConfigError, MmpipeError
 
 
 def _jsonable(obj: Any) -> Any:

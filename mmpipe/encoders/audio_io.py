@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mmpipe.errors import BadSampleError
+from mmpipe.core.errors import BadSampleError
 
 RESAMPLE_TYPE = "soxr_hq"
 DECODER = "soundfile, librosa/audioread fallback; channels averaged; librosa.resample(soxr_hq)"

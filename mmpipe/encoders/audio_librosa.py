@@ -28,7 +28,7 @@ from mmpipe.encoders.audio_io import audio_fingerprint, load_audio
 from mmpipe.encoders.base import Encoder, register
 from mmpipe.encoders.images import prefetch_batches
 from mmpipe.encoders.resolve import check_spec
-from mmpipe.errors import ConfigError
+from mmpipe.core.errors import ConfigError
 
 STATS = {"mean": np.mean, "std": np.std, "min": np.min, "max": np.max}
 CONTRAST_FMIN = 100.0

@@ -22,7 +22,7 @@ from mmpipe.encoders.base import Encoder, register
 from mmpipe.encoders.images import (RESIZE_MODES, default_workers, image_items, load_rgb, prefetch_batches,
                                    resize_square)
 from mmpipe.encoders.resolve import apply_threads, check_spec, file_digest, torch_device
-from mmpipe.errors import ConfigError, MmpipeError
+from mmpipe.core.errors import ConfigError, MmpipeError
 
 LITE_MODELS = tuple(f"efficientnet-lite{i}" for i in range(5))
 FEATURE_DIM = 1280  # the Lite family keeps the 1280-channel head fixed ("fix_head_stem")

@@ -29,7 +29,7 @@ import numpy as np
 from mmpipe.encoders.base import Encoder, register
 from mmpipe.encoders.images import default_workers, image_items, load_rgb, prefetch_batches
 from mmpipe.encoders.resolve import apply_threads, check_spec, resolve_model, torch_device, weights_digest
-from mmpipe.errors import ConfigError, MmpipeError
+from mmpipe.core.errors import ConfigError, MmpipeError
 
 POOLER_FAMILIES = frozenset(
     {

@@ -18,7 +18,7 @@ import numpy as np
 from mmpipe.encoders.base import Encoder, register
 from mmpipe.encoders.images import default_workers, image_items, load_rgb, prefetch_batches
 from mmpipe.encoders.resolve import apply_threads, check_spec, torch_device
-from mmpipe.errors import ConfigError, MmpipeError
+from mmpipe.core.errors import ConfigError, MmpipeError
 
 
 def import_torchvision() -> Any:

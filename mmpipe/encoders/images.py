@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 import numpy as np
 from PIL import Image, ImageOps
 
-from mmpipe.errors import BadSampleError
+from mmpipe.core.errors import BadSampleError
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -21,8 +21,8 @@ import numpy as np
 
 from mmpipe.encoders.base import Encoder, register
 from mmpipe.encoders.resolve import check_spec
-from mmpipe.errors import ConfigError, MmpipeError
-from mmpipe.layouts.vectors import vector_column
+from mmpipe.core.errors import ConfigError, MmpipeError
+from mmpipe.ingest.vector_columns import vector_column
 
 MODALITIES = ("text", "audio", "video", "image")
 

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmpipe.errors import MmpipeError
+from mmpipe.core.errors import MmpipeError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 PKG_PREFIX = "pkg:"
@@ -162,7 +162,7 @@ PASSTHROUGH_KEYS = frozenset({"backend", "modality", "name", "column", "field", 
 
 def check_spec(spec: dict[str, Any], allowed: set[str] | frozenset[str], backend: str) -> dict[str, Any]:
     """Return the backend's own keys of ``spec``; a key it does not know is a ``ConfigError``."""
-    from mmpipe.errors import ConfigError
+    from mmpipe.core.errors import ConfigError
 
     unknown = sorted(set(spec) - set(allowed) - PASSTHROUGH_KEYS)
     if unknown:

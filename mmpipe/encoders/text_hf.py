@@ -25,7 +25,7 @@ from mmpipe.encoders.resolve import (
     torch_device,
     weights_digest,
 )
-from mmpipe.errors import ConfigError
+from mmpipe.core.errors import ConfigError
 
 TOKENIZER_FILES = (
     "tokenizer.json",

@@ -30,7 +30,7 @@ import numpy as np
 
 from mmpipe.encoders.base import Encoder, build_encoder, register
 from mmpipe.encoders.resolve import check_spec
-from mmpipe.errors import BadSampleError, ConfigError
+from mmpipe.core.errors import BadSampleError, ConfigError
 
 POOLINGS = ("mean", "max", "meanmax")
 READER = "cv2.VideoCapture sequential grab/retrieve, BGR->RGB, first frame at or after each k/fps"

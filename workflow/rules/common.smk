@@ -11,12 +11,12 @@ sys.path.insert(0, workflow.basedir)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
-from mmpipe import layouts
-from mmpipe.config import validate as validate_config
-from mmpipe.paths import data_root, dataset_name, is_demo
+from mmpipe.ingest import layouts
+from mmpipe.core.config import validate as validate_config
+from mmpipe.core.paths import data_root, dataset_name, is_demo
 
 
-validate_config(config, workflow.source_path("../schemas/config.schema.yaml"), source="config")
+validate_config(config, source="config")
 
 DEMO = is_demo(config)
 DS = dataset_name(config)
@@ -62,7 +62,7 @@ def shard_slice(wildcards):
     return f"{RES}/shards/{wildcards.shard}.parquet"
 
 
-from mmpipe.plan import ablation_grid
+from mmpipe.fusion.grid import ablation_grid
 
 ABLATIONS = ablation_grid(config)
 

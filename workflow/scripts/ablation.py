@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from mmpipe.ablation import run_ablation
-from mmpipe.dataset import load_split_data
-from mmpipe.runlog import job_log
+from mmpipe.fusion.ablation import run_ablation
+from mmpipe.fusion.dataset import load_split_data
+from mmpipe.core.runlog import job_log
 
 with job_log(snakemake.log[0]):
     spec = snakemake.params.spec

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from mmpipe.demo import make_demo
-from mmpipe.runlog import job_log
+from mmpipe.ingest.demo import make_demo
+from mmpipe.core.runlog import job_log
 
 with job_log(snakemake.log[0]):
     make_demo(Path(snakemake.output.train).parent, n=snakemake.params.n, seed=snakemake.params.seed,

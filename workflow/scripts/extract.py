@@ -1,6 +1,6 @@
-from mmpipe.extract import extract_shard
-from mmpipe.paths import data_root
-from mmpipe.runlog import job_log
+from mmpipe.encoders.extract import extract_shard
+from mmpipe.core.paths import data_root
+from mmpipe.core.runlog import job_log
 
 with job_log(snakemake.log[0]):
     extract_shard(snakemake.input[0], snakemake.wildcards.encoder, snakemake.params.spec, snakemake.output[0],

@@ -1,5 +1,5 @@
-from mmpipe import manifest
-from mmpipe.runlog import job_log
+from mmpipe.ingest import manifest
+from mmpipe.core.runlog import job_log
 
 with job_log(snakemake.log[0]) as log:
     result = manifest.build(snakemake.params.root, snakemake.config, threads=snakemake.threads)

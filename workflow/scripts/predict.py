@@ -1,9 +1,9 @@
 import json
 from pathlib import Path
 
-from mmpipe.dataset import load_split_data
-from mmpipe.predict import predict
-from mmpipe.runlog import job_log
+from mmpipe.fusion.dataset import load_split_data
+from mmpipe.fusion.predict import predict
+from mmpipe.core.runlog import job_log
 
 with job_log(snakemake.log[0]) as log:
     summary = json.loads(Path(snakemake.input.summary).read_text())

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from mmpipe.runlog import job_log
-from mmpipe.summary import summarize
+from mmpipe.core.runlog import job_log
+from mmpipe.reporting.summary import summarize
 
 with job_log(snakemake.log[0]):
     summarize([Path(p) for p in snakemake.input], Path(snakemake.output.md), Path(snakemake.output.json),

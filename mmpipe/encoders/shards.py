@@ -1,0 +1,56 @@
+"""Feature shards: ``guid`` plus a fixed-size list of float32, with the encoder fingerprint in the metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmpipe.core.atomic import atomic_path
+
+META_KEY = b"mmpipe"
+# Which shard-slice column each modality of encoder reads.
+INPUT_COLUMN = {"text": "text", "image": "image_path", "audio": "audio_path", "video": "video_path"}
+
+
+def write_shard(path: str | Path, guids: Sequence[str], vectors: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write one feature shard atomically (temp file, then rename)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    dim = int(vectors.shape[1]) if vectors.ndim == 2 else int(meta["dim"])
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    table = pa.table({"guid": pa.array(list(guids), type=pa.string()),
+                      "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+    table = table.replace_schema_metadata({META_KEY: json.dumps({**meta, "dim": dim}, sort_keys=True).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata stored with a feature shard (encoder fingerprint, dim)."""
+    return json.loads(pq.read_schema(path).metadata[META_KEY])
+
+
+def read_shards(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """Concatenate feature shards: guids, a ``(n, dim)`` float32 matrix, and the (shared) metadata."""
+    guids: list[str] = []
+    blocks: list[np.ndarray] = []
+    meta: dict[str, Any] | None = None
+    for p in paths:
+        table = pq.read_table(p)
+        m = json.loads(table.schema.metadata[META_KEY])
+        if meta is None:
+            meta = m
+        elif m.get("fingerprint") != meta.get("fingerprint"):
+            raise ValueError(f"{p}: made by a different encoder than {paths[0]}; rerun extraction")
+        dim = m["dim"]
+        vec = table.column("vector").combine_chunks()
+        blocks.append(vec.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False))
+        guids += table.column("guid").to_pylist()
+    if meta is None:
+        raise ValueError("no feature shards given")
+    X = np.concatenate(blocks) if blocks else np.zeros((0, meta["dim"]), np.float32)
+    return guids, X, meta

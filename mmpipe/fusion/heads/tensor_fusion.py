@@ -1,0 +1,48 @@
+"""Tensor Fusion Network (Zadeh et al., 2017).
+
+Each modality is projected to ``tfn_dim`` units (Linear + ReLU + dropout), a constant 1 is appended,
+and the outer product over ALL modalities is flattened (it contains every unimodal, bimodal, ...,
+M-modal interaction) and fed to an MLP. The fused width is ``(tfn_dim + 1) ** M``; when that exceeds
+``max_fused`` the per-modality width is reduced so it fits (e.g. many modalities).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmpipe.fusion.heads.base import register
+from mmpipe.fusion.heads.neural import MLP, NeuralHead
+
+
+def fitted_width(width: int, n_modalities: int, max_fused: int) -> int:
+    while width > 1 and (width + 1) ** n_modalities > max_fused:
+        width -= 1
+    return width
+
+
+class TFNModule(nn.Module):
+    def __init__(self, dims: list[int], width: int, hidden: int, n_classes: int, dropout: float):
+        super().__init__()
+        self.proj = nn.ModuleList(nn.Sequential(nn.Linear(d, width), nn.ReLU(), nn.Dropout(dropout)) for d in dims)
+        self.mlp = MLP((width + 1) ** len(dims), hidden, n_classes, dropout)
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        fused = None
+        for p, x in zip(self.proj, xs):
+            z = p(x)
+            z = torch.cat([z, torch.ones_like(z[:, :1])], dim=1)
+            fused = z if fused is None else torch.einsum("bi,bj->bij", fused, z).flatten(1)
+        return self.mlp(fused)
+
+
+@register("tensor_fusion")
+class TensorFusion(NeuralHead):
+    """Extra parameters: ``tfn_dim`` (per-modality width before the outer product), ``max_fused``."""
+
+    module_defaults = {"tfn_dim": 16, "max_fused": 8192, "hidden": 64}
+
+    def build_module(self, dims, n_classes):
+        p = self.params
+        width = fitted_width(int(p["tfn_dim"]), len(dims), int(p["max_fused"]))
+        return TFNModule(dims, width, int(p["hidden"]), n_classes, float(p["dropout"]))

@@ -1,0 +1,118 @@
+"""Test-set predictions from an ablation folder (see ``mmpipe.fusion.ablation``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmpipe.core.atomic import atomic_path, write_text
+from mmpipe.fusion.context import sequence_index, with_context
+from mmpipe.fusion.dataset import SplitData
+from mmpipe.fusion.heads import REGISTRY, build_head
+
+
+def _train_val(d: SplitData, task: str = "classification") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    X = {m: np.concatenate([d.X_train[m], d.X_val[m]], axis=0) for m in d.X_train}
+    if task == "regression":
+        return X, np.concatenate([np.asarray(d.s_train, dtype=np.float64), np.asarray(d.s_val, dtype=np.float64)])
+    return X, np.concatenate([np.asarray(d.y_train), np.asarray(d.y_val)])
+
+
+def score_tags(scores: np.ndarray, classes: list[str]) -> list[str]:
+    """The binary class of each score (has-0: >= 0 is the positive class), named after ``classes``:
+    ``negative`` / ``positive`` when both are classes, else the first / the last class."""
+    neg, pos = ("negative", "positive") if {"negative", "positive"} <= set(classes) else (classes[0], classes[-1])
+    return [pos if s >= 0 else neg for s in np.asarray(scores, dtype=np.float64)]
+
+
+def predict(data: SplitData, ablation_dir: Path, refit: bool, out_txt: Path, out_parquet: Path,
+            task: str | None = None) -> np.ndarray:
+    """Average the seeds' test probabilities and write ``out_txt`` / ``out_parquet``.
+
+    ``refit=False``: the saved ``model_seed{seed}.pt`` of each seed predict X_test.
+    ``refit=True``: for each seed the head is refitted on train+val WITHOUT validation data, for that
+    seed's best epoch (plus whatever else the seed's fit chose on validation: ``refit_params()``, e.g.
+    late fusion's modality weights or a baseline's C), then predicts X_test.
+
+    ``out_txt``: ``guid,tag`` then one line per test guid in the order of ``data.guids_test``;
+    ``out_parquet``: columns ``guid``, ``tag`` and ``p_<class>`` per class. Returns the averaged
+    probabilities ``(n_test, n_classes)``.
+
+    Regression ablations (``task: regression`` in ``metrics.json``): the seeds' test SCORES are averaged;
+    ``out_txt`` holds the binary tag of the mean score (``score_tags``), ``out_parquet`` the columns
+    ``guid``, ``tag`` and ``score``; returns the mean scores ``(n_test,)``. ``task``, when given, must match
+    the ablation's. Context features (``context`` in ``metrics.json``) are added as in training.
+    """
+    ablation_dir = Path(ablation_dir)
+    meta = json.loads((ablation_dir / "metrics.json").read_text(encoding="utf-8"))
+    meta_task = meta.get("task", "classification")
+    if task is not None and task != meta_task:
+        raise ValueError(f"{ablation_dir}: trained for task {meta_task!r}, asked to predict for {task!r}")
+    regression = meta_task == "regression"
+    head, modalities = meta["head"], list(meta["modalities"])
+    classes = list(data.classes)
+    if list(meta.get("classes", classes)) != classes:
+        raise ValueError(f"{ablation_dir}: trained on classes {meta['classes']}, data has {classes}")
+    if head not in REGISTRY:
+        raise KeyError(f"{ablation_dir}: unknown head {head!r}")
+    d = with_context(data.select(modalities), meta.get("context") or meta.get("params", {}).get("context"))
+    n_test = next(iter(d.X_test.values())).shape[0]
+    guids = list(data.guids_test)
+    if len(guids) != n_test:
+        raise ValueError(f"{len(guids)} test guids but {n_test} test feature rows")
+
+    seq = REGISTRY[head].uses_groups
+    kw_test = {"groups": sequence_index(d.g_test, guids)} if seq else {}
+    probas = []
+    for rec in meta["per_seed"]:
+        seed = int(rec["seed"])
+        saved = REGISTRY[head].load(ablation_dir / rec.get("model", f"model_seed{seed}.pt"))
+        if not refit:
+            probas.append(saved.predict(d.X_test, **kw_test) if regression
+                          else saved.predict_proba(d.X_test, **kw_test))
+            continue
+        extra: dict[str, Any] = saved.refit_params() if hasattr(saved, "refit_params") else {}
+        if not extra and rec.get("best_epoch"):
+            extra = {"epochs": int(rec["best_epoch"])}
+        params = {**saved.get_params(), **extra} if hasattr(saved, "get_params") else \
+            {**meta["params"], "seed": seed, **extra}
+        model = build_head(head, params)
+        X, y = _train_val(d, meta_task)
+        kw_fit = {}
+        if seq:  # train and val groups together (the codes must not collide)
+            gr = None if d.g_train is None or d.g_val is None else np.concatenate([d.g_train, d.g_val])
+            kw_fit = {"groups": sequence_index(gr, [*d.guids_train, *d.guids_val])}
+        model.fit(X, y, **kw_fit)
+        probas.append(model.predict(d.X_test, **kw_test) if regression else model.predict_proba(d.X_test, **kw_test))
+    proba = np.mean(probas, axis=0)
+    if regression:
+        return _write_scores(proba, guids, classes, out_txt, out_parquet)
+    if proba.shape != (n_test, len(classes)):
+        raise ValueError(f"probabilities of shape {proba.shape}, expected {(n_test, len(classes))}")
+    tags = [classes[i] for i in proba.argmax(axis=1)]
+
+    write_text(out_txt, "guid,tag\n" + "".join(f"{g},{t}\n" for g, t in zip(guids, tags)))
+    import polars as pl
+
+    df = pl.DataFrame({"guid": [str(g) for g in guids], "tag": tags,
+                       **{f"p_{c}": proba[:, i].astype(np.float64) for i, c in enumerate(classes)}})
+    with atomic_path(out_parquet) as tmp:
+        df.write_parquet(tmp)
+    return proba
+
+
+def _write_scores(scores: np.ndarray, guids: list[str], classes: list[str], out_txt: Path,
+                  out_parquet: Path) -> np.ndarray:
+    if scores.shape != (len(guids),):
+        raise ValueError(f"scores of shape {scores.shape}, expected {(len(guids),)}")
+    tags = score_tags(scores, classes)
+    write_text(out_txt, "guid,tag\n" + "".join(f"{g},{t}\n" for g, t in zip(guids, tags)))
+    import polars as pl
+
+    df = pl.DataFrame({"guid": [str(g) for g in guids], "tag": tags, "score": scores.astype(np.float64)})
+    with atomic_path(out_parquet) as tmp:
+        df.write_parquet(tmp)
+    return scores

@@ -1,0 +1,279 @@
+"""Decode text files of unknown encoding, never silently.
+
+The chain, first success wins unless noted:
+
+1. a byte-order mark (UTF-8, UTF-16, UTF-32);
+2. strict UTF-8;
+3. chardet's guess, when its confidence is at least ``min_confidence`` and the bytes decode strictly with it;
+4. the configured fallbacks, in order, strict;
+5. UTF-8 with replacement characters, flagged ``lossy=True``.
+
+Steps 3 and 4 form one ranked list of candidates (chardet's guess first). Single-byte codecs such as
+cp1252 and latin-1 decode *any* bytes, and CJK codecs decode many Western byte strings too, so a candidate
+is passed over when a later one reads strictly more plausibly (see :func:`implausibility`): English tweets
+with a few GBK quote marks come out as “…”, not as ``¡°``, and ``naïve`` in cp1252 does not turn into
+``na飗e``. The text is then NFC-normalised.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import logging
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from mmpipe.core.errors import BadSampleError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FALLBACKS: tuple[str, ...] = ("gb18030", "cp1252", "latin-1")
+GB18030_FAMILY = frozenset({"gb18030", "gbk", "gb2312", "hz"})
+_ALIASES = {"iso8859-1": "latin-1"}  # codecs.lookup's name for latin-1; reports read better with the common one
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded text and how it was obtained."""
+
+    text: str  # NFC-normalised
+    encoding: str  # normalised codec name actually used, e.g. "utf-8", "gb18030", "cp1252", "latin-1"
+    lossy: bool  # True only for the last-resort decode with replacement characters
+
+    @property
+    def family(self) -> str:
+        """The encoding family, for counting: see :func:`encoding_family`."""
+        return encoding_family(self.encoding)
+
+
+def normalize_codec(name: str) -> str:
+    """Python's canonical name for a codec (``"GBK"`` -> ``"gbk"``, ``"Windows-1252"`` -> ``"cp1252"``,
+    ``"ISO-8859-1"`` -> ``"latin-1"``). Raises LookupError for unknown names."""
+    canonical = codecs.lookup(name).name
+    return _ALIASES.get(canonical, canonical)
+
+
+def encoding_family(encoding: str) -> str:
+    """Group codec names for reports: gb2312/gbk/gb18030 -> ``"gb18030"``, utf-8-sig -> ``"utf-8"``,
+    utf-16-le/-be -> ``"utf-16"`` (likewise utf-32); anything else is returned normalised."""
+    try:
+        enc = normalize_codec(encoding)
+    except LookupError:
+        return encoding
+    if enc in GB18030_FAMILY:
+        return "gb18030"
+    for base in ("utf-8", "utf-16", "utf-32"):
+        if enc.startswith(base):
+            return base
+    return enc
+
+
+# --- plausibility -------------------------------------------------------------------------------------------
+
+_CJK_RANGES = (
+    (0x2E80, 0x2FDF), (0x3000, 0x33FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xA960, 0xA97F),
+    (0xAC00, 0xD7FF), (0xF900, 0xFAFF), (0xFE30, 0xFE4F), (0xFF00, 0xFFEF), (0x20000, 0x3FFFF),
+)
+# Non-ASCII punctuation that legitimately stands next to other non-ASCII characters in Western text
+# (plus the General Punctuation block: dashes, quotes, ellipses, daggers, primes).
+_SMART_PUNCT = frozenset("€™") | frozenset(map(chr, range(0x2010, 0x205F)))
+
+# Latin-1 characters that real text almost never contains but GBK lead bytes 0xA4/0xA6/0xA8 produce.
+_ODD_LATIN1 = {"\xa4": 1.0, "\xa6": 0.5, "\xa8": 1.0, "\xad": 1.0, "\xaf": 1.0, "\xb4": 0.5, "\xb8": 1.0}
+
+
+def _is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return any(lo <= o <= hi for lo, hi in _CJK_RANGES)
+
+
+@functools.lru_cache(maxsize=8192)
+def _in_gb2312(ch: str) -> bool:
+    try:
+        ch.encode("gb2312")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def implausibility(text: str) -> float:
+    """How much ``text`` looks like the product of a wrong codec; 0 for clean text, higher is worse.
+
+    The text's codec is not needed: each candidate decoding of the same bytes is scored and compared.
+    Scored: control characters (C0 except tab/newline/CR; C1, which is how latin-1 reads multi-byte text),
+    replacement and private-use characters; runs of adjacent non-ASCII non-CJK characters holding symbols or
+    several letters (``¡°``, ``¡­``, ``¤Î``, ``¨¦`` are how GBK reads in cp1252/latin-1; smart quotes,
+    dashes and ellipses are exempt) and Latin-1 characters real text hardly uses (``¨ ¤ ¸`` soft hyphen);
+    lone CJK letters glued to ASCII letters (``na飗e`` is how ``naïve`` in cp1252 reads in GBK); and
+    characters outside GB2312 (a Western accented letter followed by an ASCII byte forms a GBK-extension
+    pair), unless they are letters inside a longer CJK run (Japanese kanji in GBK).
+    """
+    score = 0.0
+    n = len(text)
+    i = 0
+    while i < n:
+        ch = text[i]
+        o = ord(ch)
+        if o < 0x80:
+            if o < 0x20 and ch not in "\t\n\r":
+                score += 4
+            i += 1
+            continue
+        if o <= 0x9F or ch == "\ufffd":
+            score += 4
+            i += 1
+            continue
+        if 0xE000 <= o <= 0xF8FF:
+            score += 1
+            i += 1
+            continue
+        if ch.isspace():
+            i += 1
+            continue
+        cjk = _is_cjk(ch)
+        j = i + 1
+        while j < n:
+            c2 = text[j]
+            if ord(c2) < 0x80 or c2.isspace() or _is_cjk(c2) != cjk or 0xE000 <= ord(c2) <= 0xF8FF:
+                break
+            if ord(c2) <= 0x9F or c2 == "\ufffd":
+                break
+            j += 1
+        run = text[i:j]
+        if cjk:
+            if len(run) == 1 and unicodedata.category(ch).startswith("L"):
+                left = text[i - 1] if i > 0 else ""
+                right = text[j] if j < n else ""
+                glued = (left.isascii() and left.isalnum()) + (right.isascii() and right.isalnum())
+                score += (0, 1, 3)[glued]
+            for c in run:
+                if not _in_gb2312(c):  # GBK-extension pairs: what a Western high byte + ASCII byte forms
+                    if not unicodedata.category(c).startswith("L"):
+                        score += 1
+                    elif len(run) <= 2:
+                        score += 1
+        else:
+            score += sum(_ODD_LATIN1.get(c, 0.0) for c in run)
+            if len(run) >= 2:
+                pen = sum(0.5 if unicodedata.category(c)[0] in "LM" else 1.0 for c in run if c not in _SMART_PUNCT)
+                score += max(0.0, pen - 0.5)  # one letter next to punctuation is not suspicious by itself
+        i = j
+    return max(score, 0.0)
+
+
+# --- the chain ----------------------------------------------------------------------------------------------
+
+def _strict(data: bytes, codec: str) -> str | None:
+    try:
+        return data.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def _from_bom(data: bytes) -> tuple[str, str] | None:
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            text = _strict(data, codec)
+            if text is not None:
+                return text, codec
+    return None
+
+
+def _chardet_guess(data: bytes, min_confidence: float) -> str | None:
+    import chardet  # imported lazily: only non-UTF-8 input needs it
+
+    result = chardet.detect(data)
+    enc, conf = result.get("encoding"), result.get("confidence") or 0.0
+    if not enc or conf < min_confidence:
+        return None
+    try:
+        return normalize_codec(enc)
+    except LookupError:
+        return None
+
+
+def _result(text: str, encoding: str, lossy: bool = False) -> Decoded:
+    return Decoded(unicodedata.normalize("NFC", text), encoding, lossy)
+
+
+def _decode(data: bytes, fallbacks: Sequence[str], min_confidence: float, source: str | None) -> Decoded:
+    data = bytes(data)
+    bom = _from_bom(data)
+    if bom is not None:
+        return _result(*bom)
+    try:
+        return _result(data.decode("utf-8"), "utf-8")
+    except UnicodeDecodeError:
+        pass
+
+    names: list[str] = []
+    guess = _chardet_guess(data, min_confidence)
+    if guess is not None and not guess.startswith("utf-8"):
+        names.append(guess)
+    for fb in fallbacks:
+        try:
+            name = normalize_codec(fb)
+        except LookupError:
+            log.warning("unknown fallback encoding %r ignored", fb)
+            continue
+        if name not in names:
+            names.append(name)
+    candidates = [(name, text) for name in names if (text := _strict(data, name)) is not None]
+    if candidates:
+        scores = [implausibility(text) for _, text in candidates]
+        best = min(range(len(candidates)), key=lambda k: (scores[k], k))
+        codec, text = candidates[best]
+        if codec == "cp1252" and "latin-1" in names and not any(0x80 <= b <= 0x9F for b in data):
+            codec = "latin-1"  # identical text; report the narrower charset
+        return _result(text, codec)
+
+    log.warning("%s: no encoding decodes it strictly; decoded as UTF-8 with replacement characters",
+                source or "text")
+    text = data.decode("utf-8", errors="replace")
+    return _result(text[1:] if text.startswith("\ufeff") else text, "utf-8", lossy=True)
+
+
+def decode_bytes(data: bytes, fallbacks: Sequence[str] = DEFAULT_FALLBACKS,
+                 min_confidence: float = 0.8) -> Decoded:
+    """Decode ``data`` through the chain described in the module docstring. Never raises for bad bytes."""
+    return _decode(data, fallbacks, min_confidence, None)
+
+
+def decode_file(path: str | os.PathLike, fallbacks: Sequence[str] = DEFAULT_FALLBACKS,
+                min_confidence: float = 0.8) -> Decoded:
+    """Read and decode a file; raises BadSampleError (naming the file) only if it cannot be read."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise BadSampleError(str(path), f"cannot read text file: {exc}") from exc
+    return _decode(data, fallbacks, min_confidence, str(path))
+
+
+# --- cleaning -----------------------------------------------------------------------------------------------
+
+_RT_PREFIX = re.compile(r"^\s*RT\s+@\w+\s*:?\s*")
+_URL = re.compile(r"(?:\bhttps?:/\S*|\bwww\.\S+)", re.IGNORECASE)
+_MENTION = re.compile(r"(?<![\w@])@\w+")
+
+
+def clean_text(text: str, urls: bool = False, mentions: bool = False, rt_prefix: bool = False) -> str:
+    """Optionally drop a leading ``RT @user:``, URLs (http, https, www; also truncated ``http:/…``) and
+    ``@mentions`` (not e-mail addresses); then collapse runs of whitespace to single spaces and strip."""
+    if rt_prefix:
+        text = _RT_PREFIX.sub("", text, count=1)
+    if urls:
+        text = _URL.sub(" ", text)
+    if mentions:
+        text = _MENTION.sub(" ", text)
+    return " ".join(text.split())

@@ -1,0 +1,93 @@
+"""Report figures (matplotlib, Agg backend), written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mmpipe.core.atomic import atomic_path  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def confusion_png(cm: Sequence[Sequence[float]], classes: Sequence[str], path: str | Path,
+                  title: str = "Confusion matrix") -> None:
+    """Cells show counts (one decimal if they are averages) and the row percentage; colours are
+    row-normalised (recall per true class), so minority classes stay readable."""
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    k = len(classes)
+    size = max(4.0, 1.1 * k + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    integer = np.allclose(cm, np.round(cm))
+    for i in range(k):
+        for j in range(k):
+            count = f"{int(round(cm[i, j]))}" if integer else f"{cm[i, j]:.1f}"
+            ax.text(j, i, f"{count}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=9,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), labels=list(classes), rotation=30, ha="right")
+    ax.set_yticks(range(k), labels=list(classes))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def curve_png(histories: dict[Any, list[dict[str, float]]], path: str | Path, title: str = "Training curve",
+              best_epochs: dict[Any, int | None] | None = None) -> None:
+    """Left: training loss (solid) and validation loss (dashed) per epoch; right: validation macro-F1
+    (regression heads: validation MAE); one colour per seed, the restored best epoch marked. Heads without
+    epochs get a note instead."""
+    key = "val_macro_f1"
+    if any(h and "val_mae" in h[0] for h in histories.values()):
+        key = "val_mae"
+    label = "MAE" if key == "val_mae" else "macro-F1"
+    fig, (ax_l, ax_f) = plt.subplots(1, 2, figsize=(11, 4))
+    any_curve = False
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (seed, hist) in enumerate(histories.items()):
+        if not hist:
+            continue
+        any_curve = True
+        c = colours[i % len(colours)]
+        ep = [h["epoch"] for h in hist]
+        ax_l.plot(ep, [h["train_loss"] for h in hist], color=c, label=f"seed {seed} train")
+        if "val_loss" in hist[0]:
+            ax_l.plot(ep, [h["val_loss"] for h in hist], color=c, ls="--", label=f"seed {seed} val")
+        if key in hist[0]:
+            ax_f.plot(ep, [h[key] for h in hist], color=c, label=f"seed {seed}")
+            be = (best_epochs or {}).get(seed)
+            if be:
+                f1 = next((h[key] for h in hist if h["epoch"] == be), None)
+                if f1 is not None:
+                    ax_f.plot([be], [f1], marker="*", ms=12, color=c)
+    if not any_curve:
+        for ax in (ax_l, ax_f):
+            ax.text(0.5, 0.5, "no training curve\n(non-iterative head)", ha="center", va="center",
+                    transform=ax.transAxes)
+    ax_l.set_title("loss")
+    ax_l.set_xlabel("epoch")
+    ax_l.set_ylabel("loss (train: objective; val: " + ("MAE)" if key == "val_mae" else "NLL)"))
+    ax_f.set_title(f"validation {label} (★ restored best epoch)")
+    ax_f.set_xlabel("epoch")
+    ax_f.set_ylabel(label)
+    for ax in (ax_l, ax_f):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,272 @@
+"""Summary across ablations: ranking by validation macro-F1, what each modality adds, selected vs svm.
+
+Regression ablations (``task: regression``, e.g. CMU-MOSI scores) are ranked by validation MAE (lower is
+better; ties: higher validation Corr) and their tables show Acc-2 (has-0 and non-0), F1 (both), Acc-7, MAE
+and Corr. Every summary also shows the majority baseline (training majority class, or the training median
+score for regression) from the ablations' ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mmpipe.core.atomic import write_text
+from mmpipe.fusion.metrics import fmt_ms
+
+METRICS = ("accuracy", "macro_f1", "weighted_f1")
+LABELS = {"accuracy": "acc", "macro_f1": "macro-F1", "weighted_f1": "weighted-F1"}
+SELECTION_METRIC = "val_macro_f1"
+BASELINE = "svm"
+REG_METRICS = ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc7", "mae", "corr")
+REG_LABELS = {"acc2_has0": "Acc-2 has-0", "acc2_non0": "Acc-2 non-0", "f1_has0": "F1 has-0", "f1_non0": "F1 non-0",
+              "acc7": "Acc-7", "acc5": "Acc-5", "mae": "MAE", "corr": "Corr"}
+LOWER_IS_BETTER = {"mae", "log_loss"}
+
+
+class _Task:
+    """What differs between classification and regression summaries."""
+
+    def __init__(self, task: str):
+        self.task = task
+        self.regression = task == "regression"
+        self.metrics = REG_METRICS if self.regression else METRICS
+        self.labels = REG_LABELS if self.regression else LABELS
+        self.select_metric = "mae" if self.regression else "macro_f1"
+        self.tie_metric = "corr" if self.regression else "accuracy"
+        self.selection_metric = "val_mae" if self.regression else SELECTION_METRIC
+        self.selection_words = ("validation MAE" if self.regression else "validation macro-F1")
+        # the metric of the "what each modality adds" table (higher is better)
+        self.modality_metric = "acc2_non0" if self.regression else "macro_f1"
+
+    def sort_key(self, e: dict[str, Any]) -> tuple:
+        main = _score(e, "val", self.select_metric)
+        tie = _score(e, "val", self.tie_metric)
+        main = float("inf") if main is None else (main if self.regression else -main)
+        return (main, -(tie or 0.0), e["name"])
+
+
+def _load(path: Path) -> dict[str, Any]:
+    r = json.loads(Path(path).read_text(encoding="utf-8"))
+    for key in ("name", "head", "modalities", "val"):
+        if key not in r:
+            raise ValueError(f"{path}: not an ablation metrics.json (no {key!r})")
+    return r
+
+
+def _pick(agg: dict[str, Any] | None) -> dict[str, dict[str, float]] | None:
+    if not agg:
+        return None
+    return {m: agg[m] for m in (*METRICS, "log_loss", *REG_METRICS, "acc5") if m in agg}
+
+
+def _score(e: dict[str, Any], split: str = "val", metric: str = "macro_f1") -> float | None:
+    s = e.get(split)
+    return s[metric]["mean"] if s and metric in s else None
+
+
+def _modkey(mods: list[str]) -> str:
+    return "+".join(mods)
+
+
+def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: str | None = None) -> dict[str, Any]:
+    """Rank the ablations whose ``metrics.json`` files are given; write ``out_md`` and ``out_json``.
+
+    Ranking and selection use the validation macro-F1 mean over seeds (ties: higher val accuracy,
+    then name). ``select`` forces the selected ablation by name.
+    """
+    if not metrics_files:
+        raise ValueError("summarize needs at least one metrics.json")
+    entries = []
+    seen: dict[str, Path] = {}
+    tasks: set[str] = set()
+    baseline = None
+    for f in metrics_files:
+        r = _load(Path(f))
+        tasks.add(r.get("task", "classification"))
+        if baseline is None and r.get("majority_baseline"):
+            baseline = r["majority_baseline"]
+        if r["name"] in seen:
+            raise ValueError(f"ablation name {r['name']!r} appears twice: {seen[r['name']]} and {f}")
+        seen[r["name"]] = Path(f)
+        entries.append({
+            "name": r["name"], "modalities": list(r["modalities"]), "head": r["head"], "params": r.get("params", {}),
+            "seeds": r.get("seeds"), "val": _pick(r["val"]), "test": _pick(r.get("test")),
+            "context": r.get("context", "none"), "metrics_file": str(f),
+        })
+    if len(tasks) > 1:
+        raise ValueError(f"the ablations mix tasks {sorted(tasks)}; summarise one task at a time")
+    tk = _Task(tasks.pop())
+    entries.sort(key=tk.sort_key)
+    for i, e in enumerate(entries, 1):
+        e["rank"] = i
+    by_name = {e["name"]: e for e in entries}
+    if select is not None:
+        if select not in by_name:
+            raise KeyError(f"select={select!r} is not one of the ablations: {sorted(by_name)}")
+        selected = by_name[select]
+    else:
+        selected = entries[0]
+    comparison = _baseline_comparison(selected, entries, tk)
+    summary = {"ablations": entries, "selected": selected["name"], "selection_metric": tk.selection_metric,
+               "selected_by": "config (select)" if select is not None else f"best {tk.selection_words} mean"
+               + (" (lower is better)" if tk.regression else ""),
+               "baseline_comparison": comparison, "task": tk.task, "majority_baseline": baseline}
+    write_text(out_json, json.dumps(summary, indent=1) + "\n")
+    write_text(out_md, _render(entries, selected, comparison, select is not None, Path(out_md), tk, baseline))
+    return summary
+
+
+def _baseline_comparison(sel: dict[str, Any], entries: list[dict[str, Any]], tk: _Task | None = None) -> dict[str, Any]:
+    """Selected vs the best ``svm`` ablation on the same modality set."""
+    same = [e for e in entries if e["head"] == BASELINE and set(e["modalities"]) == set(sel["modalities"])]
+    out: dict[str, Any] = {"baseline_head": BASELINE, "modalities": sel["modalities"], "baseline": None}
+    if sel["head"] == BASELINE:
+        out["note"] = "the selected ablation is the svm baseline itself"
+        out["baseline"] = sel["name"]
+        return out
+    if not same:
+        out["note"] = f"no {BASELINE} ablation on {_modkey(sel['modalities'])} to compare with"
+        return out
+    base = same[0]  # entries are ranked, so this is the best svm on these modalities
+    out["baseline"] = base["name"]
+    for split in ("val", "test"):
+        for m in (tk.metrics if tk else METRICS):
+            a, b = _score(sel, split, m), _score(base, split, m)
+            if a is not None and b is not None:
+                out[f"{split}_{m}_delta"] = a - b
+                sa, sb = sel[split][m]["std"], base[split][m]["std"]
+                out[f"{split}_{m}_delta_exceeds_std"] = abs(a - b) > max(sa, sb)
+    return out
+
+
+def _rel(path: str, out_md: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(out_md.resolve().parent))
+    except ValueError:
+        return str(path)
+
+
+def _baseline_row(baseline: dict[str, Any] | None, tk: _Task, splits: tuple[str, ...], n_lead: int) -> str | None:
+    """A table row for the majority baseline (``n_lead`` cells before the metric columns)."""
+    if not baseline:
+        return None
+    pred = f"{baseline['prediction']:.2f}" if tk.regression else f"`{baseline['prediction']}`"
+    lead = ["—", f"*majority baseline* ({baseline['rule']}: {pred})"] + ["—"] * (n_lead - 2)
+    cells = []
+    for split in splits:
+        b = baseline.get(split) or {}
+        cells += ["—" if b.get(m) is None else f"{b[m]:.3f}" for m in tk.metrics]
+    return "| " + " | ".join(lead + cells) + " |"
+
+
+def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, Any], forced: bool,
+            out_md: Path, tk: _Task | None = None, baseline: dict[str, Any] | None = None) -> str:
+    tk = tk or _Task("classification")
+    M, L = tk.metrics, tk.labels
+    has_test = any(e["test"] for e in entries)
+    best = entries[0]
+    words = tk.selection_words
+    lines = ["# Ablation summary", "",
+             f"{len(entries)} ablations ranked by **{words}** (mean over seeds"
+             + ("; lower is better, ties: higher validation Corr" if tk.regression else "")
+             + "; ± is the sample std over "
+             "seeds). The validation split also drove early stopping, so test scores are the unbiased ones.", ""]
+    if tk.regression:
+        lines += ["Regression on the sentiment score; binary and 7-class metrics are derived from the predicted "
+                  "score as MMSA does: Acc-2 **has-0** = negative (< 0) vs non-negative (>= 0) on every sample, "
+                  "Acc-2 **non-0** = negative vs positive without the samples whose true score is 0; F1 is "
+                  "weighted; Acc-7 rounds the score clipped to [-3, 3]. Validation carved from the training data "
+                  "can be optimistic when the features were themselves learnt on the training data: read the "
+                  "test table for the comparison.", ""]
+    lines += [f"**Selected: `{sel['name']}`** ({sel['head']} on {_modkey(sel['modalities'])}) — "
+              + ("chosen in the config (`select`)." if forced else f"best {words}.")
+              + ("" if sel is best or not forced else f" The best by {words} is `{best['name']}`."), "",
+              "## Ranking", ""]
+
+    def link(e):
+        mark = " ★ best" if e is best else ""
+        mark += " ✔ selected" if e is sel and (forced or e is not best) else ""
+        target = _rel(str(Path(e['metrics_file']).parent / 'report.md'), out_md)
+        return f"**[{e['name']}]({target})**{mark}" if e is best else f"[{e['name']}]({target}){mark}"
+
+    def table(splits: tuple[str, ...]) -> list[str]:
+        header = "| rank | ablation | modalities | head | " + " | ".join(
+            f"{sp} {L[m]}" for sp in splits for m in M)
+        out = [header + " |", "|---|---|---|---|" + "---|" * (len(M) * len(splits))]
+        for e in entries:
+            row = f"| {e['rank']} | {link(e)} | {_modkey(e['modalities'])} | {e['head']} | " + " | ".join(
+                fmt_ms((e[sp] or {}).get(m)) for sp in splits for m in M)
+            out.append(row + " |")
+        brow = _baseline_row(baseline, tk, splits, 4)
+        if brow:
+            out.append(brow)
+        return out
+
+    if tk.regression:
+        lines += table(("val",))
+        if has_test:
+            lines += ["", "## Test scores", "",
+                      "The test split, reported once (same order as the ranking; mean ± sample std over seeds).", ""]
+            lines += table(("test",))
+    else:
+        lines += table(("val", "test") if has_test else ("val",))
+
+    # what each modality adds: per head (and parameter set), one column per modality set
+    mm = tk.modality_metric
+    mname = L.get(mm, mm) if tk.regression else "macro-F1"
+    lines += ["", "## What each modality adds", "",
+              f"Validation {mname} per head and modality set" + (f" (test {mname} in brackets)" if has_test else "")
+              + "; Δ is the best fused set minus the best single modality.", ""]
+    groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for e in entries:
+        key = (e["head"], json.dumps(e["params"], sort_keys=True))
+        cell = groups.setdefault(key, {})
+        mk = _modkey(sorted(e["modalities"]))
+        if mk not in cell or (_score(e, "val", mm) or 0.0) > (_score(cell[mk], "val", mm) or 0.0):
+            cell[mk] = e
+    all_sets = sorted({k for g in groups.values() for k in g}, key=lambda s: (s.count("+"), s))
+    heads_with_many = {h for h, _ in groups if sum(1 for hh, _ in groups if hh == h) > 1}
+    lines += ["| head | " + " | ".join(all_sets) + " | Δ fused − best single |",
+              "|---|" + "---|" * (len(all_sets) + 1)]
+    for (head, pj), cell in sorted(groups.items()):
+        label = head if head not in heads_with_many else f"{head} `{pj}`"
+        vals = []
+        for s in all_sets:
+            e = cell.get(s)
+            if e is None or _score(e, "val", mm) is None:
+                vals.append("—")
+            else:
+                t = _score(e, "test", mm)
+                vals.append(f"{_score(e, 'val', mm):.3f}" + (f" ({t:.3f})" if t is not None else ""))
+        singles = [_score(e, "val", mm) for s, e in cell.items() if "+" not in s and _score(e, "val", mm) is not None]
+        fused = [_score(e, "val", mm) for s, e in cell.items() if "+" in s and _score(e, "val", mm) is not None]
+        delta = f"{max(fused) - max(singles):+.3f}" if singles and fused else "—"
+        lines.append(f"| {label} | " + " | ".join(vals) + f" | {delta} |")
+
+    lines += ["", f"## Selected vs the `{BASELINE}` baseline", ""]
+    if cmp.get("note"):
+        lines.append(cmp["note"] + ".")
+    else:
+        base = next(e for e in entries if e["name"] == cmp["baseline"])
+        lines += [f"Same modalities ({_modkey(sel['modalities'])}): `{sel['name']}` vs `{base['name']}`.", "",
+                  "| split | metric | selected | svm | Δ | Δ larger than both stds? |", "|---|---|---|---|---|---|"]
+        for split in ("val", "test"):
+            for m in M:
+                if f"{split}_{m}_delta" in cmp:
+                    lines.append(f"| {split} | {L[m]} | {fmt_ms(sel[split][m])} | {fmt_ms(base[split][m])} | "
+                                 f"{cmp[f'{split}_{m}_delta']:+.3f} | "
+                                 f"{'yes' if cmp[f'{split}_{m}_delta_exceeds_std'] else 'no'} |")
+        sm = tk.select_metric
+        d = cmp.get(f"val_{sm}_delta")
+        if d is not None:
+            wins = (lambda x: x < 0) if sm in LOWER_IS_BETTER else (lambda x: x > 0)
+            sname = L.get(sm, sm)
+            verdict = ("beats" if wins(d) else "does not beat") + f" the svm baseline on validation {sname}"
+            t = cmp.get(f"test_{sm}_delta")
+            if t is not None:
+                verdict += f", and {'beats' if wins(t) else 'does not beat'} it on test {sname} ({t:+.3f})"
+            lines += ["", f"The selected head {verdict}."]
+    lines.append("")
+    return "\n".join(lines)
