@@ -11,6 +11,9 @@ if not workflow.config_settings.configfiles:
     configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
@@ -31,3 +34,7 @@ rule all:
         rules.ablations.input,
         rules.predictions.input,
     default_target: True
+
+
+onsuccess:
+    print_digest()

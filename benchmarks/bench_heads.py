@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mmpipe.fusion.heads import REGISTRY, build_head
+    from mmpipe.fusion.heads import HEADS, build_head
     from mmpipe.fusion.metrics import classification_metrics
 
     torch.set_num_threads(args.threads)
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         data, source = load_npz(args.npz), f"npz {args.npz}"
     else:
         data, source = synthetic_data(), "synthetic (3400/600/511, text 384 + image 1280, 6:3:1)"
-    heads = args.heads.split(",") if args.heads else sorted(REGISTRY)
+    heads = args.heads.split(",") if args.heads else HEADS.names()
     settings = {h: (h, {}) for h in heads}  # variant -> (registered head, hyperparameters)
     if args.config:
         from mmpipe.core.config import load as load_config
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 m = classification_metrics(d.y_val, pv, data.classes)
                 accs.append(m["accuracy"])
                 f1s.append(m["macro_f1"])
-                epochs.append(getattr(model, "best_epoch_", None))
+                epochs.append(model.best_epoch_)
             per_head[head] = per_head.get(head, 0.0) + sum(secs)
             row = {"head": head, "modalities": "+".join(sub), "seconds": sum(secs),
                    "seconds_per_fit": float(np.mean(secs)),

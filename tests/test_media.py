@@ -334,7 +334,7 @@ def test_make_demo_with_media(tmp_path):
 def test_demo_audio_video_features_end_to_end(tmp_path, image_model):
     import polars as pl
 
-    from mmpipe.encoders.shards import read_shards
+    from mmpipe.core.shards import read_shards
     from workflow import count, planned_jobs, snakemake, write_config
 
     config = {

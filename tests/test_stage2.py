@@ -11,8 +11,9 @@ import pytest
 
 from mmpipe.fusion.ablation import run_ablation
 from mmpipe.fusion.dataset import SplitData
+from mmpipe.fusion.heads import HEADS
 from mmpipe.fusion.metrics import aggregate, classification_metrics
-from mmpipe.reporting.plots import confusion_png, curve_png
+from mmpipe.reporting.plots import confusion_png, curve_kind, curve_png
 from mmpipe.fusion.predict import predict
 from mmpipe.reporting.summary import summarize
 
@@ -74,15 +75,44 @@ def test_aggregate_uses_sample_std():
 
 # ---------------------------------------------------------------- plots
 
+EPOCHS = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "val_macro_f1": 0.4, "val_acc": 0.5},
+          {"epoch": 2, "train_loss": 0.8, "val_loss": 1.0, "val_macro_f1": 0.5, "val_acc": 0.6}]
+C_SEARCH = [{"C": 0.01, "val_macro_f1": 0.5, "chosen": False}, {"C": 0.1, "val_macro_f1": 0.7, "chosen": True},
+            {"C": 1.0, "val_macro_f1": 0.6, "chosen": False}]
+
+
 def test_plots_write_pngs(tmp_path):
     confusion_png([[3.5, 1.0, 0], [0, 2, 0], [1, 0, 0]], CLASSES, tmp_path / "c.png")
-    curve_png({0: [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "val_macro_f1": 0.4, "val_acc": 0.5},
-                   {"epoch": 2, "train_loss": 0.8, "val_loss": 1.0, "val_macro_f1": 0.5, "val_acc": 0.6}],
-               1: []}, tmp_path / "k.png", best_epochs={0: 2})
-    curve_png({0: []}, tmp_path / "none.png")  # non-iterative heads still get a figure
-    for f in ("c.png", "k.png", "none.png"):
+    curve_png({0: EPOCHS, 1: []}, tmp_path / "k.png", best_epochs={0: 2})
+    curve_png({0: C_SEARCH}, tmp_path / "s.png")
+    curve_png({0: []}, tmp_path / "none.png")  # a head that recorded nothing still gets a figure
+    for f in ("c.png", "k.png", "s.png", "none.png"):
         assert (tmp_path / f).read_bytes()[:8] == PNG
     assert not list(tmp_path.glob(".*"))
+
+
+def drawn(monkeypatch, histories, **kw) -> list:
+    """The axes ``curve_png`` would save, as [(title, x label, [(x data, y data, marker), ...])]."""
+    import mmpipe.reporting.plots as plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    curve_png(histories, "unused.png", **kw)
+    return [(ax.get_title(), ax.get_xlabel(), [(list(ln.get_xdata()), list(ln.get_ydata()), ln.get_marker())
+                                              for ln in ax.lines]) for ax in figs[0].axes]
+
+
+def test_c_search_curve_shows_each_candidate_and_the_choice(monkeypatch):
+    assert curve_kind({0: C_SEARCH}) == "C" and curve_kind({0: EPOCHS}) == "epoch" and curve_kind({0: []}) == "none"
+    (title, xlabel, lines), = drawn(monkeypatch, {0: C_SEARCH, 1: C_SEARCH[:2]})
+    assert "candidate C" in title and "★ chosen" in title and xlabel.startswith("C")
+    curves = [ln for ln in lines if len(ln[0]) > 1]
+    stars = [ln for ln in lines if ln[2] == "*"]
+    assert [c[:2] for c in curves] == [([0.01, 0.1, 1.0], [0.5, 0.7, 0.6]), ([0.01, 0.1], [0.5, 0.7])]
+    assert [s[:2] for s in stars] == [([0.1], [0.7]), ([0.1], [0.7])]
+    # the epoch curves are unchanged: loss panel and macro-F1 panel with the best epoch starred
+    (_, ep_x, loss), (_, _, f1) = drawn(monkeypatch, {0: EPOCHS}, best_epochs={0: 2})
+    assert ep_x == "epoch" and len(loss) == 2 and ([2], [0.5], "*") in f1
 
 
 # ---------------------------------------------------------------- ablation
@@ -96,7 +126,8 @@ def ablations(tmp_path_factory):
     for head in ("concat_mlp", "svm"):
         for mods in (["text"], ["image"], ["text", "image"]):
             name = f"{head}-{'+'.join(mods)}"
-            results[name] = run_ablation(data, name, mods, head, FAST, [0, 1], root / name)
+            params = {k: v for k, v in FAST.items() if k in HEADS.get(head).defaults}  # as the grid passes them
+            results[name] = run_ablation(data, name, mods, head, params, [0, 1], root / name)
     return data, root, results
 
 
@@ -111,7 +142,8 @@ def test_run_ablation_writes_report_metrics_and_pngs(ablations):
     m = json.loads((out / "metrics.json").read_text())
     assert m == json.loads(json.dumps(results["concat_mlp-text+image"]))
     assert m["head"] == "concat_mlp" and m["modalities"] == ["text", "image"] and m["classes"] == CLASSES
-    assert m["params"] == FAST and m["seeds"] == [0, 1] and len(m["per_seed"]) == 2
+    assert m["params"] == {k: v for k, v in FAST.items() if k in HEADS.get(m["head"]).defaults}
+    assert m["seeds"] == [0, 1] and len(m["per_seed"]) == 2
     assert len(m["best_epochs"]) == 2 and all(isinstance(e, int) for e in m["best_epochs"])
     assert len(m["fit_seconds"]) == 2
     for split in ("val", "test"):
@@ -122,16 +154,27 @@ def test_run_ablation_writes_report_metrics_and_pngs(ablations):
     report = (out / "report.md").read_text()
     for link in ("(confusion.png)", "(curve.png)", "(confusion_test.png)", "(model_seed0.pt)"):
         assert link in report
+    assert "Training curves" in report and "Choice of C" not in report
     assert "concat_mlp" in report and "± " in report and "negative" in report
     assert not list(out.glob(".*.tmp"))
 
 
-def test_run_ablation_with_unlabelled_test(tmp_path):
+def test_run_ablation_with_unlabelled_test(tmp_path, caplog):
     data = make_data(labelled_test=False)
-    m = run_ablation(data, "u", ["text"], "logreg", {"threads": 1}, [0], tmp_path / "u")
+    with caplog.at_level("INFO", logger="mmpipe.fusion.ablation"):
+        m = run_ablation(data, "u", ["text"], "logreg", {"threads": 1}, [0], tmp_path / "u")
     assert m["test"] is None and m["per_seed"][0]["test"] is None and m["best_epochs"] == [None]
     assert (tmp_path / "u" / "curve.png").exists() and not (tmp_path / "u" / "confusion_test.png").exists()
-    assert "unlabelled" in (tmp_path / "u" / "report.md").read_text()
+    report = (tmp_path / "u" / "report.md").read_text()
+    assert "unlabelled" in report
+    # the curve of a C-search head is the validation score per candidate C, and the report says so
+    hist = m["per_seed"][0]["history"]
+    assert [h["C"] for h in hist] == [0.01, 0.1, 1.0] and sum(h["chosen"] for h in hist) == 1
+    assert "Choice of C" in report and "Training curves" not in report
+    # the job's log says what it did: samples per split, and per seed the fit time and the chosen C
+    log = caplog.text
+    assert "150 train, 60 val, 45 test" in log
+    assert "seed 0: fit " in log and f'"C": {m["per_seed"][0]["refit_params"]["C"]}' in log
     with pytest.raises(KeyError):
         run_ablation(data, "bad", ["audio"], "logreg", {}, [0], tmp_path / "bad")
 

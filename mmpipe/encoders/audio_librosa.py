@@ -24,11 +24,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmpipe.encoders.audio_io import audio_fingerprint, load_audio
-from mmpipe.encoders.base import Encoder, register
-from mmpipe.encoders.images import prefetch_batches
-from mmpipe.encoders.resolve import check_spec
 from mmpipe.core.errors import ConfigError
+from mmpipe.encoders.audio_io import audio_fingerprint, load_audio
+from mmpipe.encoders.base import BatchedEncoder, register
 
 STATS = {"mean": np.mean, "std": np.std, "min": np.min, "max": np.max}
 CONTRAST_FMIN = 100.0
@@ -36,10 +34,12 @@ DELTA_WIDTH = 9
 
 
 @register("librosa")
-class LibrosaAudioEncoder(Encoder):
+class LibrosaAudioEncoder(BatchedEncoder):
     """MFCC/chroma/spectral/pitch statistics of each audio file; items are audio file paths."""
 
     modality = "audio"
+    unit = "clip"
+    REQUIRES = {"librosa": "librosa"}
     KEYS = frozenset({"sample_rate", "max_seconds", "pad", "n_mfcc", "n_mels", "n_fft", "hop_length", "n_bands",
                       "fmin", "fmax", "voiced_rms", "stats", "batch_size", "threads", "decode_workers"})
 
@@ -55,12 +55,12 @@ class LibrosaAudioEncoder(Encoder):
         self.n_bands, self.fmin, self.fmax, self.voiced_rms = int(n_bands), float(fmin), float(fmax), float(voiced_rms)
         self.stats = tuple(stats)
         self.batch_size = int(batch_size)
-        self.workers = int(decode_workers or threads or 1)
+        self.decode_workers = int(decode_workers or threads or 1)
         if self.sr < 4000:
             raise ConfigError(f"librosa: sample_rate must be >= 4000, got {sample_rate!r}")
         if not self.stats or any(s not in STATS for s in self.stats) or len(set(self.stats)) != len(self.stats):
             raise ConfigError(f"librosa: stats must be distinct names from {sorted(STATS)}, got {list(stats)!r}")
-        if min(self.n_mfcc, self.n_mels, self.n_fft, self.hop, self.n_bands, self.batch_size, self.workers) < 1:
+        if min(self.n_mfcc, self.n_mels, self.n_fft, self.hop, self.n_bands, self.batch_size, self.decode_workers) < 1:
             raise ConfigError("librosa: n_mfcc, n_mels, n_fft, hop_length, n_bands, batch_size must be >= 1")
         if CONTRAST_FMIN * 2 ** self.n_bands >= self.sr / 2:
             raise ConfigError(f"librosa: n_bands={self.n_bands} spectral-contrast bands from {CONTRAST_FMIN:g} Hz "
@@ -71,20 +71,11 @@ class LibrosaAudioEncoder(Encoder):
             raise ConfigError(f"librosa: fmin={self.fmin:g} Hz needs a longer n_fft than {self.n_fft} at {self.sr} Hz")
         # STFT frames needed for the delta filter (and at least one full window).
         self._min_samples = self.n_fft + (DELTA_WIDTH - 1) * self.hop
-
-    @classmethod
-    def from_config(cls, spec: dict[str, Any]) -> "LibrosaAudioEncoder":
-        """Build from an ``encoders.<name>`` entry with ``backend: librosa``."""
-        return cls(**check_spec(spec, cls.KEYS, "librosa"))
+        self._dim = self.n_rows * len(self.stats) + 2  # rows x statistics, plus voiced fraction and duration
 
     @property
     def n_rows(self) -> int:
         return 3 * self.n_mfcc + 12 + 1 + (self.n_bands + 1) + 1 + 1 + 1 + 1
-
-    @property
-    def dim(self) -> int:
-        """Rows x statistics, plus voiced fraction and duration."""
-        return self.n_rows * len(self.stats) + 2
 
     def fingerprint(self) -> dict[str, Any]:
         """Every setting that changes the descriptors (and the librosa version)."""
@@ -144,19 +135,9 @@ class LibrosaAudioEncoder(Encoder):
         vec = np.concatenate(out).astype(np.float32)
         return np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0)
 
-    def _one(self, path: str) -> np.ndarray:
+    def load(self, path: str) -> np.ndarray:
+        """The descriptors of one file (computed in the decode threads)."""
         return self.describe(load_audio(path, self.sr, self.max_seconds, self.pad))
 
-    def encode(self, items: Sequence[Any], progress: bool = True) -> np.ndarray:
-        """Describe audio files into float32 ``(n, dim)``; undecodable files raise ``BadSampleError``."""
-        from tqdm.auto import tqdm
-
-        paths = [str(p) for p in items]
-        out = np.empty((len(paths), self.dim), dtype=np.float32)
-        pos = 0
-        with tqdm(total=len(paths), disable=not progress, unit="clip", desc=self.backend) as bar:
-            for vecs in prefetch_batches(paths, self._one, self.batch_size, self.workers):
-                out[pos: pos + len(vecs)] = np.stack(vecs)
-                pos += len(vecs)
-                bar.update(len(vecs))
-        return out
+    def forward(self, vecs: list[np.ndarray]) -> np.ndarray:
+        return np.stack(vecs)

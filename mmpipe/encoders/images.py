@@ -89,6 +89,11 @@ def load_rgb(path: str | os.PathLike[str] | Image.Image, draft_size: int | None 
         raise BadSampleError(path, f"cannot read image: {reason}") from exc
 
 
+def white_image(size: int) -> Image.Image:
+    """A blank ``size`` x ``size`` RGB image (to probe an encoder's width)."""
+    return Image.new("RGB", (size, size), WHITE)
+
+
 def image_items(items: Sequence[object]) -> list:
     """Image encoder inputs: file paths as ``str``; in-memory ``PIL.Image`` objects pass through."""
     return [x if isinstance(x, Image.Image) else os.fspath(x) if isinstance(x, os.PathLike) else str(x) for x in items]

@@ -19,10 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmpipe.encoders.base import Encoder, register
-from mmpipe.encoders.resolve import check_spec
 from mmpipe.core.errors import ConfigError, MmpipeError
-from mmpipe.ingest.vector_columns import vector_column
+from mmpipe.encoders.base import Encoder, register
 
 MODALITIES = ("text", "audio", "video", "image")
 
@@ -32,9 +30,12 @@ class ImportedEncoder(Encoder):
     """Copies pre-extracted vectors from the shard slice; items are the ``vector:<field>`` rows."""
 
     KEYS = frozenset({"field", "modality", "dim", "normalize", "threads", "device"})
+    REQUIRED = {"field": "the vector field the layout imports"}
 
     def __init__(self, field: str, modality: str | None = None, dim: int | None = None, normalize: bool = False,
                  threads: int | None = None, device: str | None = None) -> None:
+        from mmpipe.ingest.vector_columns import vector_column  # imports polars
+
         if not isinstance(field, str) or not field.strip():
             raise ConfigError(f"imported: 'field' must name an imported vector field, got {field!r}")
         self.field = field
@@ -51,14 +52,6 @@ class ImportedEncoder(Encoder):
         self.normalize = normalize
         self.input_column = vector_column(field)
         self._dim: int | None = self.expected_dim
-
-    @classmethod
-    def from_config(cls, spec: dict[str, Any]) -> "ImportedEncoder":
-        """Build from an ``encoders.<name>`` entry with ``backend: imported``."""
-        kw = check_spec(spec, cls.KEYS, "imported")
-        if kw.get("field") is None:
-            raise ConfigError("imported: 'field' is required (the vector field the layout imports)")
-        return cls(**kw)
 
     @property
     def dim(self) -> int:

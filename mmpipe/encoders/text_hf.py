@@ -16,16 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmpipe.encoders.base import Encoder, register
-from mmpipe.encoders.resolve import (
-    apply_threads,
-    check_spec,
-    files_digest,
-    resolve_model,
-    torch_device,
-    weights_digest,
-)
 from mmpipe.core.errors import ConfigError
+from mmpipe.encoders.base import register
+from mmpipe.encoders.hf import HFEncoder
+from mmpipe.encoders.resolve import files_digest
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -40,14 +34,13 @@ TOKENIZER_FILES = (
 
 
 @register("hf_text")
-class HFTextEncoder(Encoder):
-    """Frozen Hugging Face text encoder with mean or CLS pooling."""
+class HFTextEncoder(HFEncoder):
+    """Frozen Hugging Face text encoder with mean, CLS or max pooling."""
 
     modality = "text"
+    unit = "text"
     POOLINGS = ("mean", "cls", "max")
-    KEYS = frozenset(
-        {"model", "revision", "pooling", "max_length", "batch_size", "threads", "device", "normalize"}
-    )
+    KEYS = HFEncoder.KEYS | {"pooling", "max_length", "normalize"}
 
     def __init__(
         self,
@@ -60,72 +53,30 @@ class HFTextEncoder(Encoder):
         device: str | None = "cpu",
         normalize: bool = False,
     ) -> None:
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoTokenizer
 
         if pooling not in self.POOLINGS:
             raise ConfigError(f"hf_text: pooling must be one of {self.POOLINGS}, got {pooling!r}")
         if int(max_length) < 2:
             raise ConfigError(f"hf_text: max_length must be >= 2, got {max_length!r}")
-        if int(batch_size) < 1:
-            raise ConfigError(f"hf_text: batch_size must be >= 1, got {batch_size!r}")
-        self.model_name = model
-        self.model_path = resolve_model(model)
-        self.revision = revision
-        self.pooling = pooling
-        self.max_length = int(max_length)
-        self.batch_size = int(batch_size)
         if not isinstance(normalize, bool):
             raise ConfigError(f"hf_text: normalize must be true or false, got {normalize!r}")
+        super().__init__(model, revision, batch_size, threads, device, decode_workers=1)
+        self.pooling = pooling
+        self.max_length = int(max_length)
         self.normalize = normalize
-        apply_threads(threads)
-        self.device = torch_device(device)
-        self.config = AutoConfig.from_pretrained(self.model_path, revision=revision)
         max_pos = getattr(self.config, "max_position_embeddings", None)
         if isinstance(max_pos, int) and self.max_length > max_pos:
             raise ConfigError(
                 f"hf_text: max_length {self.max_length} exceeds the model's max_position_embeddings {max_pos}"
             )
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, revision=revision)
-        self._model: Any = None
-        self._digest: str | None = None
-        self._dim: int | None = getattr(self.config, "hidden_size", None) or getattr(self.config, "d_model", None)
-
-    @classmethod
-    def from_config(cls, spec: dict[str, Any]) -> "HFTextEncoder":
-        """Build from an ``encoders.<name>`` entry with ``backend: hf_text``."""
-        kw = check_spec(spec, cls.KEYS, "hf_text")
-        if "model" not in kw:
-            raise ConfigError("hf_text: 'model' is required (hub id, local directory or pkg:<module>)")
-        return cls(**kw)
-
-    def _load(self) -> Any:
-        """Load the weights (once), in eval mode and float32, on the configured device."""
-        if self._model is None:
-            import torch
-            from transformers import AutoModel
-
-            model = AutoModel.from_pretrained(self.model_path, revision=self.revision, dtype=torch.float32)
-            model.eval()
-            self._model = model.to(self.device)
-        return self._model
-
-    @property
-    def dim(self) -> int:
-        """Hidden size of the model (from its config; a dummy forward pass only as a fallback)."""
-        if self._dim is None:
-            self._dim = int(self.encode(["a"], progress=False).shape[1])
-        return int(self._dim)
+        self._dim = getattr(self.config, "hidden_size", None) or getattr(self.config, "d_model", None)
 
     def fingerprint(self) -> dict[str, Any]:
         """Backend, model (as configured and resolved), weights digest, tokenisation and pooling."""
-        if self._digest is None:
-            self._digest = weights_digest(self.model_path, self.revision)
         return {
-            "backend": self.backend,
-            "model": self.model_name,
-            "revision": self.revision,
-            "weights": self._digest,
-            "model_type": getattr(self.config, "model_type", None),
+            **self.model_fingerprint(),
             "preprocessing": {
                 "tokenizer": type(self.tokenizer).__name__,
                 "tokenizer_files": files_digest(self.model_path, TOKENIZER_FILES),
@@ -139,9 +90,35 @@ class HFTextEncoder(Encoder):
             "dtype": "float32",
         }
 
-    def _pool(self, hidden: Any, mask: Any) -> Any:
+    def inputs(self, items: Sequence[Any]) -> list[str]:
+        """Texts; ``None`` counts as empty."""
+        return ["" if t is None else str(t) for t in items]
+
+    def order(self, texts: list[str]) -> np.ndarray:
+        """Longest first (by token count), so that peak memory shows up at once and padding stays short."""
+        ids = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(texts))
+        return np.argsort(-lengths, kind="stable")
+
+    def blank(self) -> str:
+        return "a"
+
+    def collate(self, texts: list[str]) -> dict[str, Any]:
+        """Tokenised and padded to the longest text of the batch, on ``device``."""
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def embed(self, enc: dict[str, Any]) -> Any:
+        """The pooled (optionally normalised) last hidden state."""
         import torch
 
+        hidden, mask = self.model(**enc).last_hidden_state, enc["attention_mask"]
         if self.pooling == "cls":
             vec = hidden[:, 0]
         elif self.pooling == "max":
@@ -153,46 +130,3 @@ class HFTextEncoder(Encoder):
         if self.normalize:
             vec = vec / vec.norm(dim=1, keepdim=True).clamp(min=1e-12)
         return vec
-
-    def encode(self, items: Sequence[Any], progress: bool = True) -> np.ndarray:
-        """Encode texts (``None`` counts as empty) into float32 ``(n, dim)``, in input order."""
-        import torch
-        from tqdm.auto import tqdm
-
-        texts = ["" if t is None else str(t) for t in items]
-        n = len(texts)
-        if n == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
-        model = self._load()
-        ids = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_length,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
-        order = np.argsort(-lengths, kind="stable")  # longest first: peak memory shows up at once
-        out: np.ndarray | None = None
-        with torch.inference_mode(), tqdm(
-            total=n, disable=not progress, unit="text", desc=f"{self.backend}:{self.model_name}"
-        ) as bar:
-            for start in range(0, n, self.batch_size):
-                idx = order[start : start + self.batch_size]
-                enc = self.tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                enc = {k: v.to(self.device) for k, v in enc.items()}
-                hidden = model(**enc).last_hidden_state
-                vec = self._pool(hidden, enc["attention_mask"]).float().cpu().numpy()
-                if out is None:
-                    out = np.empty((n, vec.shape[1]), dtype=np.float32)
-                    self._dim = vec.shape[1]
-                out[idx] = vec
-                bar.update(len(idx))
-        assert out is not None
-        return out

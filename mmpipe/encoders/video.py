@@ -28,11 +28,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from mmpipe.encoders.base import Encoder, build_encoder, register
-from mmpipe.encoders.resolve import check_spec
 from mmpipe.core.errors import BadSampleError, ConfigError
+from mmpipe.encoders.base import ENCODERS, Encoder, build_encoder, register
 
 POOLINGS = ("mean", "max", "meanmax")
+DEFAULT_IMAGE_ENCODER = {"backend": "efficientnet_lite"}
 READER = "cv2.VideoCapture sequential grab/retrieve, BGR->RGB, first frame at or after each k/fps"
 
 
@@ -132,6 +132,7 @@ class VideoEncoder(Encoder):
 
     modality = "video"
     KEYS = frozenset({"image_encoder", "fps", "max_frames", "pooling", "batch_size", "threads", "device"})
+    REQUIRES = {"cv2": "opencv-python-headless"}
 
     def __init__(self, image_encoder: dict[str, Any] | None = None, fps: float | None = 1.0,
                  max_frames: int | None = 32, pooling: str = "mean", batch_size: int = 32,
@@ -144,17 +145,12 @@ class VideoEncoder(Encoder):
             raise ConfigError(f"video: max_frames must be >= 1, got {max_frames!r}")
         if int(batch_size) < 1:
             raise ConfigError(f"video: batch_size must be >= 1, got {batch_size!r}")
-        spec = dict(image_encoder or {"backend": "efficientnet_lite"})
-        if "backend" not in spec:
-            raise ConfigError("video: image_encoder needs a 'backend' (an image encoder backend)")
+        spec = dict(image_encoder or DEFAULT_IMAGE_ENCODER)
         if threads is not None:
             spec.setdefault("threads", threads)
         if device is not None:
             spec.setdefault("device", device)
         self.image = build_encoder(spec)
-        if self.image.modality != "image":
-            raise ConfigError(f"video: image_encoder backend {spec['backend']!r} encodes {self.image.modality!r}, "
-                              "not images")
         self.fps = float(fps) if fps else None
         self.max_frames = int(max_frames) if max_frames else None
         self.pooling = pooling
@@ -162,9 +158,20 @@ class VideoEncoder(Encoder):
         self.frames_seen = 0  # frames encoded by the last encode() call (for throughput reports)
 
     @classmethod
-    def from_config(cls, spec: dict[str, Any]) -> "VideoEncoder":
-        """Build from an ``encoders.<name>`` entry with ``backend: video``."""
-        return cls(**check_spec(spec, cls.KEYS, "video"))
+    def check_spec(cls, spec: dict[str, Any]) -> None:
+        """The common checks, and those of the ``image_encoder`` entry (which must name an image backend)."""
+        super().check_spec(spec)
+        inner = spec.get("image_encoder") or DEFAULT_IMAGE_ENCODER
+        if not isinstance(inner, dict) or "backend" not in inner:
+            raise ConfigError("video: image_encoder needs a 'backend' (an image encoder backend)")
+        try:
+            backend = ENCODERS.get(inner["backend"])
+            if backend.modality != "image":
+                raise ConfigError(f"backend {inner['backend']!r} encodes {backend.modality or 'vectors'!r}, "
+                                  "not images")
+            backend.check_spec(inner)
+        except ConfigError as exc:
+            raise ConfigError(f"video: image_encoder: {exc}") from exc
 
     @property
     def dim(self) -> int:

@@ -7,7 +7,9 @@ numbers are not (test is never looked at before evaluation). Outputs in ``out_di
 * ``model_seed{seed}.pt``: the fitted head per seed;
 * ``confusion.png``: VALIDATION confusion matrix averaged over seeds (``confusion_test.png`` too
   when the test split is labelled);
-* ``curve.png``: training curves, one line per seed;
+* ``curve.png``: what each seed's fit chose on validation, one line per seed: training curves with the
+  kept epoch for the epoch-trained heads, the validation score of every candidate ``C`` with the chosen one
+  for the baselines (``mmpipe.reporting.plots.curve_png``);
 * ``report.md``: a readable report linking the PNGs by relative path;
 * ``metrics.json``: everything, written last (its presence means the ablation is complete).
 
@@ -22,6 +24,7 @@ score, a constant prediction) scored on val and test, so every number has its tr
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from pathlib import Path
@@ -31,11 +34,13 @@ import numpy as np
 
 from mmpipe.core.atomic import write_text
 from mmpipe.fusion.dataset import SplitData
-from mmpipe.fusion.heads.base import build_head
 from mmpipe.fusion.context import check_mode, sequence_index, with_context
+from mmpipe.fusion.heads.base import Head, build_head
 from mmpipe.fusion.metrics import (BINARY_CLASSES, REGRESSION_METRICS, aggregate, classification_metrics, fmt_ms,
-                            regression_metrics)
-from mmpipe.reporting.plots import confusion_png, curve_png
+                                   regression_metrics)
+from mmpipe.reporting.plots import confusion_png, curve_kind, curve_png
+
+log = logging.getLogger(__name__)
 
 STD_NOTE = "sample standard deviation over seeds (ddof=1; 0 with one seed)"
 CONFUSION_NOTE = "validation confusion matrix, averaged over seeds (cells are mean counts)"
@@ -44,16 +49,10 @@ CONFUSION_NOTE = "validation confusion matrix, averaged over seeds (cells are me
 TASKS = ("classification", "regression")
 
 
-def _build(head: str, params: dict[str, Any], seed: int, n_classes: int, task: str = "classification"):
-    hp = {**params, "seed": int(seed)}
+def _build(head: str, params: dict[str, Any], seed: int, n_classes: int, task: str = "classification") -> Head:
     if task == "regression":
-        return build_head(head, {**hp, "task": "regression"})
-    if "n_classes" not in params:
-        try:
-            return build_head(head, {**hp, "n_classes": n_classes})
-        except TypeError:  # a head that does not take n_classes
-            pass
-    return build_head(head, hp)
+        return build_head(head, {**params, "seed": int(seed), "task": "regression"})
+    return build_head(head, {"n_classes": n_classes, **params, "seed": int(seed)})
 
 
 def _jsonable(v: Any) -> Any:
@@ -102,7 +101,8 @@ def fit_targets(d: SplitData, task: str) -> tuple[np.ndarray, np.ndarray, np.nda
 def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, params: dict[str, Any],
                  seeds: list[int], out_dir: Path, task: str = "classification") -> dict[str, Any]:
     """Fit ``head`` on ``modalities`` once per seed, evaluate on val (and labelled test), write the
-    outputs listed in the module docstring and return the metrics dict (= ``metrics.json``)."""
+    outputs listed in the module docstring and return the metrics dict (= ``metrics.json``). Logs (INFO) the
+    samples per split and, per seed, the fit time, the kept epoch and the parameters chosen on validation."""
     task = task or "classification"
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -124,36 +124,42 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
     t_train, t_val, t_test = fit_targets(d, task)
     labelled_test = t_test is not None
 
+    n = {"train": int(len(d.y_train)), "val": int(len(d.y_val)), "test": int(next(iter(d.X_test.values())).shape[0])}
+    log.info("ablation %s: head %s on %s, task %s, context %s; samples: %d train, %d val, %d test (%s); seeds %s",
+             name, head, "+".join(modalities), task, context, n["train"], n["val"], n["test"],
+             "labelled" if labelled_test else "unlabelled", ", ".join(map(str, seeds)))
+
+    # sequence heads: [group, position] per row, per split
     seq: dict[str, Any] = {"train": None, "val": None, "test": None}
 
-    def evaluate(model, split, t):
+    def evaluate(model: Head, split: str, t: np.ndarray) -> dict[str, Any]:
         X = getattr(d, f"X_{split}")
-        kw = {"groups": seq[split]} if model.uses_groups else {}
         if regression:
-            return regression_metrics(t, model.predict(X, **kw))
-        return classification_metrics(t, model.predict_proba(X, **kw), classes)
+            return regression_metrics(t, model.predict(X, groups=seq[split]))
+        return classification_metrics(t, model.predict_proba(X, groups=seq[split]), classes)
 
     per_seed = []
     for seed in seeds:
         model = _build(head, head_params, seed, len(classes), task)
-        fit_kw = {}
-        if model.uses_groups:  # sequence heads: [group, position] per row, per split
-            if seq["train"] is None:
-                seq.update({s: sequence_index(getattr(d, f"g_{s}"), getattr(d, f"guids_{s}"))
-                            for s in ("train", "val", "test")})
-            fit_kw = {"groups": seq["train"], "groups_val": seq["val"]}
+        if model.uses_groups and seq["train"] is None:
+            seq.update({s: sequence_index(getattr(d, f"g_{s}"), getattr(d, f"guids_{s}"))
+                        for s in ("train", "val", "test")})
         t0 = time.perf_counter()
-        model.fit(d.X_train, t_train, d.X_val, t_val, **fit_kw)
+        model.fit(d.X_train, t_train, d.X_val, t_val, groups=seq["train"], groups_val=seq["val"])
         fit_s = time.perf_counter() - t0
         val = evaluate(model, "val", t_val)
         test = evaluate(model, "test", t_test) if labelled_test else None
         model_file = f"model_seed{seed}.pt"
         model.save(out_dir / model_file)
-        refit = model.refit_params() if hasattr(model, "refit_params") else {}
+        refit = _jsonable(model.refit_params())
+        main = "mae" if regression else "macro_f1"
+        log.info("seed %d: fit %.2f s, best epoch %s, chosen on validation %s; val %s %.4f%s", seed, fit_s,
+                 model.best_epoch_ if model.best_epoch_ is not None else "-", json.dumps(refit) if refit else "-",
+                 main, val[main], f", test {main} {test[main]:.4f}" if test else "")
         per_seed.append({
-            "seed": int(seed), "best_epoch": getattr(model, "best_epoch_", None), "fit_seconds": round(fit_s, 3),
-            "model": model_file, "refit_params": _jsonable(refit), "val": val, "test": test,
-            "history": _jsonable(getattr(model, "history_", []) or []),
+            "seed": int(seed), "best_epoch": model.best_epoch_, "fit_seconds": round(fit_s, 3),
+            "model": model_file, "refit_params": refit, "val": val, "test": test,
+            "history": _jsonable(model.history_),
         })
 
     result: dict[str, Any] = {
@@ -165,8 +171,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
         "classes": classes,
         "task": task,
         "context": context,
-        "n": {"train": int(len(d.y_train)), "val": int(len(d.y_val)),
-              "test": int(next(iter(d.X_test.values())).shape[0])},
+        "n": n,
         "test_labelled": labelled_test,
         "val": aggregate([r["val"] for r in per_seed]),
         "test": aggregate([r["test"] for r in per_seed]) if labelled_test else None,
@@ -290,10 +295,7 @@ def render_report(r: dict[str, Any]) -> str:
               "![validation confusion matrix](confusion.png)", ""]
     if r["test_labelled"]:
         lines += ["Test confusion matrix (mean over seeds):", "", "![test confusion matrix](confusion_test.png)", ""]
-    lines += ["Training curves (one line per seed; ★ the epoch whose weights were kept):", "",
-              "![training curves](curve.png)", ""]
-    lines += ["## Models", ""] + [f"- [`{m}`]({m})" for m in r["files"]["models"]] + [""]
-    return "\n".join(lines)
+    return "\n".join(lines + _curve_and_models(r, regression=False))
 
 
 def _render_regression_rest(r: dict[str, Any], lines: list[str]) -> str:
@@ -318,7 +320,20 @@ def _render_regression_rest(r: dict[str, Any], lines: list[str]) -> str:
     if r["test_labelled"]:
         lines += ["Test confusion matrix (binary has-0, mean over seeds):", "",
                   "![test confusion matrix](confusion_test.png)", ""]
-    lines += ["Training curves (one line per seed; ★ the epoch whose weights were kept, lowest validation MAE):",
-              "", "![training curves](curve.png)", ""]
-    lines += ["## Models", ""] + [f"- [`{m}`]({m})" for m in r["files"]["models"]] + [""]
-    return "\n".join(lines)
+    return "\n".join(lines + _curve_and_models(r, regression=True))
+
+
+def _curve_and_models(r: dict[str, Any], regression: bool) -> list[str]:
+    """The ``curve.png`` paragraph (what it shows depends on the head, see ``plots.curve_kind``) and the models."""
+    kind = curve_kind({s["seed"]: s["history"] for s in r["per_seed"]})
+    metric = "MAE" if regression else "macro-F1"
+    if kind == "C":
+        text, alt = f"Choice of C: validation {metric} of each candidate C (one line per seed; ★ the chosen C):", \
+            "choice of C"
+    elif kind == "epoch":
+        text, alt = ("Training curves (one line per seed; ★ the epoch whose weights were kept"
+                     + (", lowest validation MAE):" if regression else "):"), "training curves")
+    else:
+        text, alt = "No curve: the head recorded no training steps or validation choices.", "no curve"
+    return [text, "", f"![{alt}](curve.png)", "", "## Models", ""] + \
+        [f"- [`{m}`]({m})" for m in r["files"]["models"]] + [""]

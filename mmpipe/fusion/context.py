@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mmpipe.fusion.dataset import SplitData
-from mmpipe.fusion.heads.base import Features
+from mmpipe.fusion.dataset import Features, SplitData
 
 MODES = ("none", "group_mean")
 

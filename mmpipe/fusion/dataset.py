@@ -10,9 +10,10 @@ from typing import Sequence
 
 import numpy as np
 
-from mmpipe.fusion.heads.base import Features
-
 log = logging.getLogger(__name__)
+
+# A feature batch: modality name -> (n, d_m) float32 matrix, all with the same n, same row order.
+Features = dict[str, np.ndarray]
 
 
 @dataclass
@@ -63,7 +64,7 @@ def load_split_data(manifest_path: str | Path, features: dict[str, Sequence[str 
     """
     import polars as pl
 
-    from mmpipe.encoders.shards import read_shards
+    from mmpipe.core.shards import read_shards
 
     manifest = pl.read_parquet(manifest_path)
     extra = [c for c in ("score", "group") if c in manifest.columns]

@@ -15,9 +15,12 @@ def ablation_name(modalities: list[str], head: str) -> str:
 def ablation_grid(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every ablation the config asks for: name -> {head, variant, modalities, params, seeds}.
 
-    ``params`` merges the shared ``training`` settings with the head's own entry (the head wins);
-    ``seeds`` stays apart so one job trains every seed.
+    ``params`` merges the shared ``training`` settings that the head takes (its ``defaults``; ``context`` is
+    taken by every head) with the head's own entry, which wins; ``seeds`` stays apart so one job trains every
+    seed.
     """
+    from mmpipe.fusion.heads import HEADS
+
     encoders = list(config["encoders"])
     heads = config.get("heads") or {}
     training = dict(config.get("training") or {})
@@ -36,8 +39,10 @@ def ablation_grid(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"ablations.heads: {variant!r} is not configured under heads: ({', '.join(heads)})")
         params = dict(heads[variant] or {})
         head = params.pop("head", variant)
+        takes = set(HEADS.get(head).defaults) | {"context"} if head in HEADS else set(training)
+        shared = {k: v for k, v in training.items() if k in takes}
         for subset in subsets:
             grid[ablation_name(list(subset), variant)] = {
                 "head": head, "variant": variant, "modalities": list(subset),
-                "params": {**training, **params}, "seeds": list(seeds)}
+                "params": {**shared, **params}, "seeds": list(seeds)}
     return grid

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
 from mmpipe.core.atomic import atomic_path, write_text
 from mmpipe.fusion.context import sequence_index, with_context
 from mmpipe.fusion.dataset import SplitData
-from mmpipe.fusion.heads import REGISTRY, build_head
+from mmpipe.fusion.heads import HEADS, build_head
 
 
 def _train_val(d: SplitData, task: str = "classification") -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -56,37 +54,27 @@ def predict(data: SplitData, ablation_dir: Path, refit: bool, out_txt: Path, out
     classes = list(data.classes)
     if list(meta.get("classes", classes)) != classes:
         raise ValueError(f"{ablation_dir}: trained on classes {meta['classes']}, data has {classes}")
-    if head not in REGISTRY:
-        raise KeyError(f"{ablation_dir}: unknown head {head!r}")
+    cls = HEADS.get(head)
     d = with_context(data.select(modalities), meta.get("context") or meta.get("params", {}).get("context"))
     n_test = next(iter(d.X_test.values())).shape[0]
     guids = list(data.guids_test)
     if len(guids) != n_test:
         raise ValueError(f"{len(guids)} test guids but {n_test} test feature rows")
 
-    seq = REGISTRY[head].uses_groups
-    kw_test = {"groups": sequence_index(d.g_test, guids)} if seq else {}
+    groups_test = groups_fit = None
+    if cls.uses_groups:
+        groups_test = sequence_index(d.g_test, guids)
+        if refit:  # train and val groups together (the codes must not collide)
+            gr = None if d.g_train is None or d.g_val is None else np.concatenate([d.g_train, d.g_val])
+            groups_fit = sequence_index(gr, [*d.guids_train, *d.guids_val])
     probas = []
     for rec in meta["per_seed"]:
-        seed = int(rec["seed"])
-        saved = REGISTRY[head].load(ablation_dir / rec.get("model", f"model_seed{seed}.pt"))
-        if not refit:
-            probas.append(saved.predict(d.X_test, **kw_test) if regression
-                          else saved.predict_proba(d.X_test, **kw_test))
-            continue
-        extra: dict[str, Any] = saved.refit_params() if hasattr(saved, "refit_params") else {}
-        if not extra and rec.get("best_epoch"):
-            extra = {"epochs": int(rec["best_epoch"])}
-        params = {**saved.get_params(), **extra} if hasattr(saved, "get_params") else \
-            {**meta["params"], "seed": seed, **extra}
-        model = build_head(head, params)
-        X, y = _train_val(d, meta_task)
-        kw_fit = {}
-        if seq:  # train and val groups together (the codes must not collide)
-            gr = None if d.g_train is None or d.g_val is None else np.concatenate([d.g_train, d.g_val])
-            kw_fit = {"groups": sequence_index(gr, [*d.guids_train, *d.guids_val])}
-        model.fit(X, y, **kw_fit)
-        probas.append(model.predict(d.X_test, **kw_test) if regression else model.predict_proba(d.X_test, **kw_test))
+        model = cls.load(ablation_dir / rec.get("model", f"model_seed{int(rec['seed'])}.pt"))
+        if refit:
+            model = build_head(head, {**model.get_params(), **model.refit_params()})
+            model.fit(*_train_val(d, meta_task), groups=groups_fit)
+        probas.append(model.predict(d.X_test, groups=groups_test) if regression
+                      else model.predict_proba(d.X_test, groups=groups_test))
     proba = np.mean(probas, axis=0)
     if regression:
         return _write_scores(proba, guids, classes, out_txt, out_parquet)

@@ -100,7 +100,7 @@ def _check_sample(s: RawSample, config: dict[str, Any], root: Path) -> dict[str,
         with open(path, "rb") as f:
             h.update(hashlib.file_digest(f, "sha256").digest())
         row[key] = Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
-    hash_vectors(h, s.vectors)  # imported vectors (features layout) are content too
+    hash_vectors(h, s.vectors)  # imported vectors (vectors layout) are content too
     row["content_hash"] = h.hexdigest()[:32]
     return row
 

@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 
 from mmpipe.core.atomic import atomic_path  # noqa: E402
 
+COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
 
 def _save(fig, path: str | Path) -> None:
     with atomic_path(path) as tmp:
@@ -46,23 +48,33 @@ def confusion_png(cm: Sequence[Sequence[float]], classes: Sequence[str], path: s
     _save(fig, path)
 
 
-def curve_png(histories: dict[Any, list[dict[str, float]]], path: str | Path, title: str = "Training curve",
+def curve_kind(histories: dict[Any, list[dict[str, Any]]]) -> str:
+    """What the heads' ``history_`` records hold: ``"epoch"`` (one per training epoch), ``"C"`` (one per
+    candidate C of a search on validation) or ``"none"`` (nothing recorded)."""
+    first = next((h[0] for h in histories.values() if h), {})
+    return "epoch" if "epoch" in first else "C" if "C" in first else "none"
+
+
+def curve_png(histories: dict[Any, list[dict[str, Any]]], path: str | Path, title: str = "Training curve",
               best_epochs: dict[Any, int | None] | None = None) -> None:
-    """Left: training loss (solid) and validation loss (dashed) per epoch; right: validation macro-F1
-    (regression heads: validation MAE); one colour per seed, the restored best epoch marked. Heads without
-    epochs get a note instead."""
+    """The figure of what each seed's fit did on validation (``histories``: seed -> the head's ``history_``).
+
+    Epoch-trained heads: left, training loss (solid) and validation loss (dashed) per epoch; right, validation
+    macro-F1 (regression heads: MAE) with the restored best epoch (``best_epochs``) marked. C-search heads:
+    the validation score of each candidate C (log scale) with the chosen one (``chosen`` in the record) marked.
+    One colour per seed. A head that recorded nothing gets a note instead."""
+    kind = curve_kind(histories)
+    if kind == "C":
+        return _c_search_png(histories, path, title)
     key = "val_macro_f1"
     if any(h and "val_mae" in h[0] for h in histories.values()):
         key = "val_mae"
     label = "MAE" if key == "val_mae" else "macro-F1"
     fig, (ax_l, ax_f) = plt.subplots(1, 2, figsize=(11, 4))
-    any_curve = False
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (seed, hist) in enumerate(histories.items()):
         if not hist:
             continue
-        any_curve = True
-        c = colours[i % len(colours)]
+        c = COLOURS[i % len(COLOURS)]
         ep = [h["epoch"] for h in hist]
         ax_l.plot(ep, [h["train_loss"] for h in hist], color=c, label=f"seed {seed} train")
         if "val_loss" in hist[0]:
@@ -74,9 +86,9 @@ def curve_png(histories: dict[Any, list[dict[str, float]]], path: str | Path, ti
                 f1 = next((h[key] for h in hist if h["epoch"] == be), None)
                 if f1 is not None:
                     ax_f.plot([be], [f1], marker="*", ms=12, color=c)
-    if not any_curve:
+    if kind == "none":
         for ax in (ax_l, ax_f):
-            ax.text(0.5, 0.5, "no training curve\n(non-iterative head)", ha="center", va="center",
+            ax.text(0.5, 0.5, "nothing recorded\n(no epochs, no choice on validation)", ha="center", va="center",
                     transform=ax.transAxes)
     ax_l.set_title("loss")
     ax_l.set_xlabel("epoch")
@@ -84,7 +96,33 @@ def curve_png(histories: dict[Any, list[dict[str, float]]], path: str | Path, ti
     ax_f.set_title(f"validation {label} (★ restored best epoch)")
     ax_f.set_xlabel("epoch")
     ax_f.set_ylabel(label)
-    for ax in (ax_l, ax_f):
+    _finish(fig, (ax_l, ax_f), title, path)
+
+
+def _c_search_png(histories: dict[Any, list[dict[str, Any]]], path: str | Path, title: str) -> None:
+    key = "val_mae" if any(h and "val_mae" in h[0] for h in histories.values()) else "val_macro_f1"
+    label = "MAE" if key == "val_mae" else "macro-F1"
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (seed, hist) in enumerate(histories.items()):
+        if not hist:
+            continue
+        c = COLOURS[i % len(COLOURS)]
+        ax.plot([h["C"] for h in hist], [h[key] for h in hist], color=c, marker="o", label=f"seed {seed}")
+        for h in hist:
+            if h.get("chosen"):
+                ax.plot([h["C"]], [h[key]], marker="*", ms=14, color=c)
+    ax.set_xscale("log")
+    cs = sorted({h["C"] for hist in histories.values() for h in hist})
+    ax.set_xticks(cs, labels=[f"{c:g}" for c in cs])
+    ax.minorticks_off()
+    ax.set_title(f"validation {label} per candidate C (★ chosen)")
+    ax.set_xlabel("C (log scale)")
+    ax.set_ylabel(label)
+    _finish(fig, (ax,), title, path)
+
+
+def _finish(fig, axes, title: str, path: str | Path) -> None:
+    for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

@@ -11,12 +11,21 @@ sys.path.insert(0, workflow.basedir)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
-from mmpipe.ingest import layouts
-from mmpipe.core.config import validate as validate_config
+from mmpipe.checks import check_config
+from mmpipe.core.errors import MmpipeError
 from mmpipe.core.paths import data_root, dataset_name, is_demo
+from mmpipe.core.registry import PLUGINS_ENV
+from mmpipe.fusion.grid import ablation_grid
+from mmpipe.ingest import layouts
 
-
-validate_config(config, source="config")
+# Plug-in files (more heads, backends, layouts) reach every job through the environment.
+_plugins = config.get("plugins") or []
+os.environ[PLUGINS_ENV] = os.pathsep.join(str(Path(p).resolve()) for p in ([_plugins] if isinstance(_plugins, str) else _plugins))
+# Everything checkable is checked now, at planning time: a bad config starts no job.
+try:
+    check_config(config)
+except MmpipeError as exc:
+    sys.exit(f"mmpipe: {exc}")
 
 DEMO = is_demo(config)
 DS = dataset_name(config)
@@ -62,8 +71,6 @@ def shard_slice(wildcards):
     return f"{RES}/shards/{wildcards.shard}.parquet"
 
 
-from mmpipe.fusion.grid import ablation_grid
-
 ABLATIONS = ablation_grid(config)
 
 
@@ -78,3 +85,11 @@ def extract_gpu(wildcards):
     gpu, device = config.get("gpu", {}), str(config["encoders"][wildcards.encoder].get("device", "cpu"))
     wanted = gpu.get("enabled") or device.startswith("cuda")
     return dict(gpu=gpu.get("count", 1), gpu_model=gpu.get("model"), slurm_extra=gpu.get("slurm_extra")) if wanted else {}
+
+
+def print_digest():
+    """The end of a successful run: the selected ablation against its baselines, and where the outputs are."""
+    from mmpipe.reporting.summary import run_digest
+
+    for line in run_digest(Path(f"{RES}/summary.json"), Path(f"{RES}/predictions.txt"), Path(f"{RES}/report.md")):
+        print(line)

@@ -1,10 +1,9 @@
 """Preprocessing shared by every head: input checks, per-modality standardisation, SMOTE, class weights.
 
-Everything here is fitted on the TRAINING features only and is deterministic given a seed.
-
-``task``: ``classification`` (default; ``y`` holds integer class ids) or ``regression`` (``y`` holds float
-scores, e.g. CMU-MOSI sentiment in [-3, 3]; ``predict`` returns scores). With ``regression``, ``n_classes``,
-``class_weight`` and ``smote`` do not apply: the first two are ignored, SMOTE is an error.
+Everything here is fitted on the TRAINING features only and is deterministic given a seed. The common
+parameters (``task``, ``seed``, ``n_classes``, ``class_weight``, ``smote``, ``threads``) are ``Head.defaults``;
+with ``task: regression`` (``y`` holds float scores, e.g. CMU-MOSI sentiment in [-3, 3]) ``n_classes`` and
+``class_weight`` are ignored and SMOTE is a config error.
 """
 
 from __future__ import annotations
@@ -14,35 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mmpipe.fusion.heads.base import Features
-
-# Parameters every head accepts (sklearn heads ignore the ones that make no sense for them).
-TASKS = ("classification", "regression")
-
-COMMON_DEFAULTS: dict[str, Any] = {
-    "task": "classification",  # classification | regression
-    "seed": 0,
-    "n_classes": None,  # default: max label id seen in y / y_val + 1
-    "class_weight": None,  # "balanced" or None
-    "smote": False,
-    "threads": None,
-}
-
-
-def check_params(name: str, params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``params`` over ``defaults``; unknown keys are an error that lists the known ones."""
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise TypeError(f"head {name!r}: unknown parameter(s) {unknown}; known: {sorted(defaults)}")
-    merged = {**defaults, **params}
-    cw = merged.get("class_weight")
-    if cw not in (None, "balanced"):
-        raise ValueError(f"head {name!r}: class_weight must be 'balanced' or null, got {cw!r}")
-    if merged.get("task") not in TASKS:
-        raise ValueError(f"head {name!r}: task must be one of {', '.join(TASKS)}, got {merged.get('task')!r}")
-    if merged["task"] == "regression" and merged.get("smote"):
-        raise ValueError(f"head {name!r}: smote oversamples classes; it does not apply to task: regression")
-    return merged
+from mmpipe.fusion.dataset import Features
 
 
 def is_regression(params: dict[str, Any]) -> bool:

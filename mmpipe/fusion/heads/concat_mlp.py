@@ -30,7 +30,7 @@ class ConcatMLPModule(nn.Module):
 class ConcatMLP(NeuralHead):
     """Early fusion MLP. Extra parameter: ``in_dropout`` (dropout on the fused input)."""
 
-    module_defaults = {"in_dropout": 0.0}
+    defaults = {**NeuralHead.defaults, "in_dropout": 0.0}
 
     def build_module(self, dims, n_classes):
         p = self.params

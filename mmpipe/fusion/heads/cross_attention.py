@@ -33,7 +33,7 @@ class CrossAttentionModule(nn.Module):
 class CrossAttention(NeuralHead):
     """Extra parameters: ``d_model`` (token width), ``n_heads``, ``ff`` (feed-forward width), ``layers``."""
 
-    module_defaults = {"d_model": 64, "n_heads": 4, "ff": 128, "layers": 1}
+    defaults = {**NeuralHead.defaults, "d_model": 64, "n_heads": 4, "ff": 128, "layers": 1}
 
     def build_module(self, dims, n_classes):
         p = self.params

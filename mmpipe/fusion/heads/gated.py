@@ -33,7 +33,7 @@ class GMUModule(nn.Module):
 class Gated(NeuralHead):
     """Extra parameter: ``gmu_dim`` (width of the gated representation)."""
 
-    module_defaults = {"gmu_dim": 64}
+    defaults = {**NeuralHead.defaults, "gmu_dim": 64}
 
     def build_module(self, dims, n_classes):
         p = self.params

@@ -25,6 +25,8 @@ from torch import nn
 from mmpipe.fusion.heads.base import register
 from mmpipe.fusion.heads.neural import MLP, NeuralHead
 
+BRANCHES = ("mlp", "linear")
+
 
 def simplex_grid(m: int, max_points: int = 5000) -> np.ndarray:
     """All weight vectors on the m-simplex with step 1/s, for the finest s in (20, 10, 5, 4, 3, 2, 1)
@@ -87,7 +89,18 @@ class LateFusion(NeuralHead):
     """Extra parameters: ``branch: mlp | linear`` (per-modality classifier), ``fusion_weights``
     (fixed weights, one per modality in fit order; default: fitted on validation)."""
 
-    module_defaults = {"branch": "mlp", "fusion_weights": None, "hidden": 64}
+    defaults = {**NeuralHead.defaults, "branch": "mlp", "fusion_weights": None, "hidden": 64}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        p = super().check_params(params)
+        if p["branch"] not in BRANCHES:
+            raise cls.config_error(f"branch must be one of {', '.join(BRANCHES)}, got {p['branch']!r}")
+        w = p["fusion_weights"]
+        if w is not None and (not isinstance(w, (list, tuple)) or not all(isinstance(v, (int, float)) for v in w)
+                              or min(w, default=-1) < 0 or sum(w) <= 0):
+            raise cls.config_error(f"fusion_weights must be null or a list of non-negative numbers, got {w!r}")
+        return p
 
     def build_module(self, dims, n_classes):
         p = self.params
@@ -117,7 +130,7 @@ class LateFusion(NeuralHead):
         self.module_.eval()
         with self._autocast():
             out = self.module_(xv)
-        if self.regression_:
+        if self.regression:
             preds = out.float()[:, :, 0].cpu().numpy().astype(np.float64)
             w = fit_simplex_weights_regression(preds, np.asarray(y_val))
         else:

@@ -46,7 +46,7 @@ class LMFModule(nn.Module):
 class LowRankFusion(NeuralHead):
     """Extra parameters: ``proj_dim``, ``rank``, ``fused_dim``."""
 
-    module_defaults = {"proj_dim": 32, "rank": 4, "fused_dim": 64, "hidden": 64}
+    defaults = {**NeuralHead.defaults, "proj_dim": 32, "rank": 4, "fused_dim": 64, "hidden": 64}
 
     def build_module(self, dims, n_classes):
         p = self.params

@@ -1,6 +1,6 @@
 """Shared training for the neural fusion heads.
 
-A subclass only declares its extra hyperparameters (``module_defaults``) and builds an ``nn.Module``
+A subclass only declares its extra hyperparameters (``defaults``) and builds an ``nn.Module``
 whose ``forward(xs)`` takes a list of ``(batch, d_m)`` tensors (one per modality, in fit order) and
 returns ``(batch, n_classes)`` logits. Everything else lives here:
 
@@ -10,7 +10,8 @@ returns ``(batch, n_classes)`` logits. Everything else lives here:
 * ``task: regression`` (see ``common``): the module has ONE output, the score; ``loss: l1`` (default, as
   MMSA trains its MOSI/MOSEI regressors) ``| mse | huber``; early stopping on validation MAE (ties: the
   earlier epoch); ``predict`` returns scores and ``predict_proba`` is an error;
-* AdamW, minibatches of ``batch_size``, at most ``max_epochs``; with validation data, early stopping
+* AdamW, minibatches of ``batch_size`` rows (``_train_batches``; a sequence head feeds whole groups
+  instead, see ``context_gru``), at most ``max_epochs``; with validation data, early stopping
   on validation macro-F1 (ties: lower validation loss) with ``patience`` and the best epoch's
   weights restored at the end (regression: validation MAE, see above)
   (``best_epoch_``, per-epoch ``history_``); without validation data exactly ``epochs`` epochs
@@ -28,6 +29,7 @@ import copy
 import io
 import os
 import warnings
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,12 +39,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmpipe.core.atomic import atomic_path
-from mmpipe.fusion.heads.base import REGISTRY, Features, Head
-from mmpipe.fusion.heads.common import (COMMON_DEFAULTS, balanced_weights, check_features, check_params, fast_scores,
-                                 is_regression, prepare_train, regression_scores, standardize)
+from mmpipe.fusion.heads.base import HEADS, Features, Head
+from mmpipe.fusion.heads.common import (balanced_weights, check_features, fast_scores, prepare_train, regression_scores,
+                                        standardize)
 
+# The neural training parameters, on top of ``Head.defaults``.
 NEURAL_DEFAULTS: dict[str, Any] = {
-    **COMMON_DEFAULTS,
     "hidden": 128,
     "dropout": 0.25,
     "lr": 1e-3,
@@ -54,12 +56,14 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     "loss": None,  # classification: ce (default) | focal; regression: l1 (default) | mse | huber
     "label_smoothing": 0.0,
     "focal_gamma": 2.0,
-    "device": "cpu",  # cpu | cuda | auto
+    "device": "auto",  # cpu | cuda | auto (CUDA with mixed precision when a GPU is present)
     "amp": True,  # mixed precision on CUDA
     "eval_batch_size": 4096,
 }
 
 FORMAT_VERSION = 1
+LOSSES = {"classification": ("ce", "focal"), "regression": ("l1", "mse", "huber")}  # the first is the default
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -117,19 +121,26 @@ class MLP(nn.Module):
 class NeuralHead(Head):
     """Base class of the torch heads (see the module docstring)."""
 
-    module_defaults: dict[str, Any] = {}
+    defaults = {**Head.defaults, **NEURAL_DEFAULTS}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        p = super().check_params(params)
+        allowed = LOSSES[p["task"]]
+        if p["loss"] is not None and p["loss"] not in allowed:
+            raise cls.config_error(f"loss must be one of {', '.join(allowed)} for task {p['task']}, got {p['loss']!r}")
+        if str(p["device"]).lower().split(":")[0] not in DEVICES:
+            raise cls.config_error(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {p['device']!r}")
+        for key in ("hidden", "batch_size", "max_epochs", "patience", "eval_batch_size", "epochs"):
+            v = p[key]
+            if not (v is None and key == "epochs") and (isinstance(v, bool) or not isinstance(v, Integral) or v < 1):
+                raise cls.config_error(f"{key} must be a positive integer, got {v!r}")
+        if not isinstance(p["dropout"], Real) or not 0 <= p["dropout"] < 1:
+            raise cls.config_error(f"dropout must be a number in [0, 1), got {p['dropout']!r}")
+        return p
 
     def __init__(self, **params: Any):
-        self.params = check_params(self.name or type(self).__name__, params,
-                                   {**NEURAL_DEFAULTS, **self.module_defaults})
-        self.regression_ = is_regression(self.params)
-        allowed = ("l1", "mse", "huber") if self.regression_ else ("ce", "focal")
-        self.loss_ = self.params["loss"] or allowed[0]
-        if self.loss_ not in allowed:
-            raise ValueError(f"loss must be one of {', '.join(map(repr, allowed))} for task "
-                             f"{self.params['task']}, got {self.params['loss']!r}")
-        self.history_: list[dict[str, float]] = []
-        self.best_epoch_: int | None = None
+        super().__init__(**params)
         self.module_: nn.Module | None = None
 
     # ---- what subclasses define -------------------------------------------------------------
@@ -146,7 +157,7 @@ class NeuralHead(Head):
         """Regression: the module's output ``(batch, 1)`` -> scores ``(batch,)``."""
         return out.float()[:, 0]
 
-    def _after_fit(self, Xv: list[torch.Tensor] | None, y_val: np.ndarray | None) -> None:
+    def _after_fit(self, val: Any, y_val: np.ndarray | None) -> None:
         """Hook after the best weights are restored (late fusion fits its modality weights here)."""
 
     def _extra_state(self) -> dict[str, Any]:
@@ -155,25 +166,58 @@ class NeuralHead(Head):
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         pass
 
+    # ---- how the data reaches the module (a sequence head overrides these three) --------------
+    def _inputs(self, X: dict[str, np.ndarray], groups: np.ndarray | None) -> Any:
+        """Standardised features (and groups) -> what ``_train_batches`` and ``_outputs`` take: here one
+        ``(n, d_m)`` tensor per modality, in fit order."""
+        return [torch.from_numpy(X[m]).to(self.device_) for m in self.modalities_]
+
+    def _train_batches(self, xs: Any, y: torch.Tensor,
+                       gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch in a seeded random order: ``(module output, targets)`` per minibatch of ``batch_size`` rows."""
+        n, bs = len(y), int(self.params["batch_size"])
+        # one gather per epoch, then contiguous slices (views): cheaper than a gather per batch
+        perm = torch.randperm(n, generator=gen).to(self.device_)
+        xs, y = [x[perm] for x in xs], y[perm]
+        for s in range(0, n, bs):
+            with self._autocast():
+                out = self.module_([x[s:s + bs] for x in xs])
+            yield out, y[s:s + bs]
+
+    @torch.no_grad()
+    def _outputs(self, xs: Any) -> torch.Tensor:
+        """Eval-mode outputs per row, in row order: ``(n, K)`` probabilities or (regression) ``(n,)`` scores."""
+        assert self.module_ is not None
+        self.module_.eval()
+        n, bs = xs[0].shape[0], int(self.params["eval_batch_size"])
+        outs = []
+        for s in range(0, n, bs):
+            with self._autocast():
+                out = self.module_([x[s:s + bs] for x in xs])
+            outs.append(self._finish(out))
+        if not outs:
+            return torch.zeros((0,) if self.regression else (0, self.n_classes_), device=self.device_)
+        return torch.cat(outs)
+
     def refit_params(self) -> dict[str, Any]:
-        """Parameters that reproduce this fit's choices when refitting without validation data."""
         return {"epochs": int(self.best_epoch_)} if self.best_epoch_ else {}
 
-    def get_params(self) -> dict[str, Any]:
-        return dict(self.params)
-
     # ---- training -----------------------------------------------------------------------------
+    @property
+    def loss_name(self) -> str:
+        return self.params["loss"] or LOSSES[self.task][0]
+
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        p = self.params
+        p, kind = self.params, self.loss_name
         logits = logits.float()
-        if self.regression_:
+        if self.regression:
             pred = logits[:, 0]
-            if self.loss_ == "mse":
+            if kind == "mse":
                 return F.mse_loss(pred, y)
-            if self.loss_ == "huber":
+            if kind == "huber":
                 return F.smooth_l1_loss(pred, y)
             return F.l1_loss(pred, y)
-        if self.loss_ == "focal":
+        if kind == "focal":
             return focal_loss(logits, y, self._class_w, float(p["focal_gamma"]), float(p["label_smoothing"]))
         return F.cross_entropy(logits, y, weight=self._class_w, label_smoothing=float(p["label_smoothing"]))
 
@@ -183,26 +227,29 @@ class NeuralHead(Head):
             return torch.autocast("cuda", dtype=dtype)
         return contextlib.nullcontext()
 
-    def _to_tensors(self, X: dict[str, np.ndarray]) -> list[torch.Tensor]:
-        return [torch.from_numpy(X[m]).to(self.device_) for m in self.modalities_]
+    def _finish(self, out: torch.Tensor) -> torch.Tensor:
+        return (self._score(out) if self.regression else self._proba(out)).float()
 
-    @torch.no_grad()
-    def _predict_tensors(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        assert self.module_ is not None
-        self.module_.eval()
-        n = xs[0].shape[0]
-        bs = int(self.params["eval_batch_size"])
-        outs = []
-        for s in range(0, n, bs):
-            with self._autocast():
-                out = self.module_([x[s:s + bs] for x in xs])
-            outs.append((self._score(out) if self.regression_ else self._proba(out)).float())
-        if not outs:
-            return torch.zeros((0,) if self.regression_ else (0, self.n_classes_), device=self.device_)
-        return torch.cat(outs)
+    def _val_record(self, out: torch.Tensor, y_val: np.ndarray) -> dict[str, float]:
+        """Validation scores of one epoch from ``_outputs``."""
+        if self.regression:
+            sc = regression_scores(y_val, out.cpu().numpy())
+            return {"val_loss": sc["mae"], "val_mae": sc["mae"], "val_corr": sc["corr"], "val_acc2": sc["acc2"]}
+        p_true = out[torch.arange(len(y_val), device=out.device), torch.from_numpy(y_val).to(out.device)]
+        acc, f1 = fast_scores(y_val, out.argmax(1).cpu().numpy(), self.n_classes_)
+        return {"val_loss": float(-torch.log(p_true.clamp_min(1e-12)).mean()), "val_macro_f1": f1, "val_acc": acc}
 
-    def fit(self, X: Features, y: np.ndarray, X_val: Features | None = None,
-            y_val: np.ndarray | None = None) -> "NeuralHead":
+    def _better(self, rec: dict[str, float], best: dict[str, float] | None) -> bool:
+        """Early stopping: a lower validation MAE (regression), else a higher macro-F1 or the same macro-F1
+        with a lower validation loss; ties keep the earlier epoch."""
+        if best is None:
+            return True
+        if self.regression:
+            return rec["val_mae"] < best["val_mae"]
+        return (rec["val_macro_f1"], -rec["val_loss"]) > (best["val_macro_f1"], -best["val_loss"])
+
+    def fit(self, X: Features, y: np.ndarray, X_val: Features | None = None, y_val: np.ndarray | None = None, *,
+            groups: np.ndarray | None = None, groups_val: np.ndarray | None = None) -> "NeuralHead":
         p = self.params
         if p["threads"]:
             torch.set_num_threads(int(p["threads"]))
@@ -220,89 +267,65 @@ class NeuralHead(Head):
             np.random.seed(seed % 2**32)
             gen = torch.Generator().manual_seed(seed)
             self.module_ = self.build_module(self.dims_, k).to(self.device_)
-            ytr = prep["y"]
+            ytr, yv = prep["y"], prep["y_val"]
             self._class_w = (torch.from_numpy(balanced_weights(ytr, k)).to(self.device_)
-                             if p["class_weight"] == "balanced" and not self.regression_ else None)
-            xs = self._to_tensors(prep["X"])
-            yt = torch.from_numpy(ytr).to(self.device_)
-            xv = self._to_tensors(prep["X_val"]) if has_val else None
-            yv = prep["y_val"]
-            yv_t = torch.from_numpy(yv).to(self.device_) if has_val else None
-
+                             if p["class_weight"] == "balanced" and not self.regression else None)
+            train, yt = self._inputs(prep["X"], groups), torch.from_numpy(ytr).to(self.device_)
+            val = self._inputs(prep["X_val"], groups_val) if has_val else None
             opt = torch.optim.AdamW(self.module_.parameters(), lr=float(p["lr"]),
                                     weight_decay=float(p["weight_decay"]))
             use_fp16 = (self.device_.type == "cuda" and p["amp"] and not torch.cuda.is_bf16_supported())
             scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
-            n, bs = len(ytr), int(p["batch_size"])
-            best_f1, best_loss, best_state, bad = -1.0, float("inf"), None, 0
+            best, best_state, bad = None, None, 0
             self.history_, self.best_epoch_ = [], None
             for epoch in range(1, n_epochs + 1):
                 self.module_.train()
-                # one gather per epoch, then contiguous slices (views): cheaper than a gather per batch
-                perm = torch.randperm(n, generator=gen).to(self.device_)
-                xs_ep, y_ep = [x[perm] for x in xs], yt[perm]
                 total = torch.zeros((), device=self.device_)
-                for s in range(0, n, bs):
-                    yb = y_ep[s:s + bs]
-                    with self._autocast():
-                        out = self.module_([x[s:s + bs] for x in xs_ep])
+                for out, yb in self._train_batches(train, yt, gen):
                     loss = self._train_loss(out, yb)
                     opt.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     scaler.step(opt)
                     scaler.update()
                     total += loss.detach() * len(yb)
-                rec = {"epoch": epoch, "train_loss": float(total) / n}
-                if has_val and self.regression_:
-                    sc = regression_scores(yv, self._predict_tensors(xv).cpu().numpy())
-                    rec["val_loss"] = rec["val_mae"] = sc["mae"]
-                    rec["val_corr"], rec["val_acc2"] = sc["corr"], sc["acc2"]
-                    if sc["mae"] < best_loss:  # strictly better: ties keep the earlier epoch
-                        best_loss, bad, self.best_epoch_ = sc["mae"], 0, epoch
-                        best_state = {kk: v.detach().clone() for kk, v in self.module_.state_dict().items()}
-                    else:
-                        bad += 1
-                elif has_val:
-                    proba = self._predict_tensors(xv)
-                    p_true = proba[torch.arange(len(yv), device=self.device_), yv_t]
-                    rec["val_loss"] = float(-torch.log(p_true.clamp_min(1e-12)).mean())
-                    acc, f1 = fast_scores(yv, proba.argmax(1).cpu().numpy(), k)
-                    rec["val_macro_f1"], rec["val_acc"] = f1, acc
-                    # better macro-F1, or the same macro-F1 with a lower validation loss
-                    if f1 > best_f1 or (f1 == best_f1 and rec["val_loss"] < best_loss):
-                        best_f1, best_loss, bad, self.best_epoch_ = f1, rec["val_loss"], 0, epoch
+                rec = {"epoch": epoch, "train_loss": float(total) / max(len(ytr), 1)}
+                if has_val:
+                    rec.update(self._val_record(self._outputs(val), yv))
+                    if self._better(rec, best):
+                        best, bad, self.best_epoch_ = rec, 0, epoch
                         best_state = {kk: v.detach().clone() for kk, v in self.module_.state_dict().items()}
                     else:
                         bad += 1
                 self.history_.append(rec)
                 if has_val and bad >= int(p["patience"]):
                     break
-            if has_val and best_state is not None:
+            if best_state is not None:
                 self.module_.load_state_dict(best_state)
             if not has_val:
                 self.best_epoch_ = n_epochs
-            self._after_fit(xv, yv)
+            self._after_fit(val, yv)
         self._class_w = None
         return self
 
-    def predict_proba(self, X: Features) -> np.ndarray:
-        if self.regression_:
+    # ---- prediction ---------------------------------------------------------------------------
+    def predict_proba(self, X: Features, *, groups: np.ndarray | None = None) -> np.ndarray:
+        if self.regression:
             raise TypeError(f"{self.name}: a regression head has no class probabilities; use predict()")
-        return self._predict_np(X)
+        return self._predict_np(X, groups)
 
-    def predict(self, X: Features) -> np.ndarray:
+    def predict(self, X: Features, *, groups: np.ndarray | None = None) -> np.ndarray:
         """Regression: ``(n,)`` scores; classification: ``(n,)`` class ids (argmax of the probabilities)."""
-        out = self._predict_np(X)
-        return out if self.regression_ else out.argmax(axis=1)
+        out = self._predict_np(X, groups)
+        return out if self.regression else out.argmax(axis=1)
 
-    def _predict_np(self, X: Features) -> np.ndarray:
+    def _predict_np(self, X: Features, groups: np.ndarray | None) -> np.ndarray:
         if self.module_ is None:
             raise RuntimeError("fit or load the head first")
         check_features(X, self.modalities_)
         Xs = standardize(X, self.stats_, self.modalities_)
         with deterministic():
-            proba = self._predict_tensors(self._to_tensors(Xs))
-        return proba.cpu().numpy().astype(np.float64)
+            out = self._outputs(self._inputs(Xs, groups))
+        return out.cpu().numpy().astype(np.float64)
 
     # ---- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -333,9 +356,7 @@ class NeuralHead(Head):
         ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
         if ckpt.get("kind") != "neural":
             raise ValueError(f"{path}: not a neural head checkpoint")
-        klass = REGISTRY.get(ckpt["head"])
-        if klass is None:
-            raise KeyError(f"{path}: unknown head {ckpt['head']!r}")
+        klass = HEADS.get(ckpt["head"])
         if not issubclass(klass, cls):
             raise TypeError(f"{path}: holds a {ckpt['head']!r} head, not {cls.__name__}")
         head = klass(**ckpt["params"])

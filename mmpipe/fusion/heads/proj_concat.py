@@ -25,7 +25,7 @@ class ProjConcatModule(nn.Module):
 class ProjConcat(NeuralHead):
     """Projection fusion. Extra parameter: ``proj_dim`` (common width per modality)."""
 
-    module_defaults = {"proj_dim": 64}
+    defaults = {**NeuralHead.defaults, "proj_dim": 64}
 
     def build_module(self, dims, n_classes):
         p = self.params

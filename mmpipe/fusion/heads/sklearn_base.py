@@ -1,29 +1,21 @@
 """Shared plumbing of the scikit-learn baselines: standardise each modality on the training split,
-concatenate, optional SMOTE; save/load one joblib file (atomically). With ``task: regression`` the
-baselines fit regressors (logreg: ridge regression, svm: RBF SVR) and ``predict`` returns scores."""
+concatenate, optional SMOTE; choose ``C`` on validation; save/load one joblib file (atomically). With
+``task: regression`` the baselines fit regressors (logreg: ridge regression, svm: RBF SVR) and ``predict``
+returns scores. scikit-learn, threadpoolctl and joblib are imported when a head fits, predicts or saves."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import joblib
 import numpy as np
 
 from mmpipe.core.atomic import atomic_path
 from mmpipe.fusion.heads.base import Features, Head
-from mmpipe.fusion.heads.common import (COMMON_DEFAULTS, check_features, check_params, concat, fast_scores, is_regression,
-                                 prepare_train, standardize)
-
-# Training parameters of the neural heads, accepted and IGNORED by the baselines so that one params
-# block (e.g. a grid-wide default) can serve every head.
-IGNORED_NEURAL_PARAMS = ("device", "epochs", "max_epochs", "patience", "batch_size", "eval_batch_size", "lr",
-                         "weight_decay", "hidden", "dropout", "loss", "label_smoothing", "focal_gamma", "amp")
-
-SK_DEFAULTS: dict[str, Any] = {**COMMON_DEFAULTS, **{k: None for k in IGNORED_NEURAL_PARAMS}}
-
+from mmpipe.fusion.heads.common import check_features, concat, fast_scores, prepare_train, standardize
 
 def candidate_values(v: Any) -> list[float]:
     return [float(c) for c in v] if isinstance(v, (list, tuple)) else [float(v)]
@@ -33,47 +25,73 @@ def middle(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-class SklearnHead(Head):
-    """``C`` may be a number or a list: with a list and validation data the best value by validation
-    macro-F1 is chosen (regression: the lowest validation MAE; ties: the smaller C, i.e. the stronger
-    regularisation); with a list and no validation data the middle value is used. ``refit_params()``
-    returns the chosen ``C``."""
+def is_positive(v: Any) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and v > 0
 
-    sk_defaults: dict[str, Any] = {}
+
+class SklearnHead(Head):
+    """``C`` may be a number or a list. With validation data every candidate is fitted (smallest first) and
+    the best by validation macro-F1 is kept (regression: the lowest validation MAE; ties: the smaller C, i.e.
+    the stronger regularisation); ``history_`` holds one record per candidate (``C``, ``val_macro_f1`` or
+    ``val_mae``, ``chosen``). Without validation data the middle value is used and ``history_`` is empty.
+    ``refit_params()`` returns the chosen ``C`` (``C_``)."""
+
+    defaults = {**Head.defaults, "C": 1.0}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        p = super().check_params(params)
+        C = p["C"]
+        if not (is_positive(C) or isinstance(C, (list, tuple)) and C and all(map(is_positive, C))):
+            raise cls.config_error(f"C must be a positive number or a non-empty list of them, got {C!r}")
+        return p
 
     def __init__(self, **params: Any):
-        self.params = check_params(self.name or type(self).__name__, params, {**SK_DEFAULTS, **self.sk_defaults})
+        super().__init__(**params)
         self.fitted_ = False
-        self.best_epoch_ = None
-        self.history_: list[dict[str, float]] = []
 
-    def get_params(self) -> dict[str, Any]:
-        return dict(self.params)
-
-    @property
-    def regression_(self) -> bool:
-        return is_regression(self.params)
-
-    def _check_classification(self) -> None:
-        if self.regression_:
-            raise TypeError(f"{self.name}: a regression head has no class probabilities; use predict()")
-
-    def _better(self, score: float, best: tuple | None) -> bool:
-        """Candidate selection on validation: higher macro-F1, or (regression) lower MAE; ties keep the earlier."""
-        return best is None or (score < best[0] if self.regression_ else score > best[0])
-
-    def _val_score(self, yv: np.ndarray, pred: np.ndarray) -> float:
-        if self.regression_:
-            return float(np.abs(np.asarray(yv, dtype=np.float64) - pred).mean())
-        return fast_scores(yv, pred, self.n_classes_)[1]
-
-    def _threads(self):
+    # ---- what subclasses define -----------------------------------------------------------------
+    def _threads(self) -> contextlib.AbstractContextManager:
+        """The BLAS / OpenMP thread limit for fit and predict (``threads``)."""
         t = self.params.get("threads")
         if not t:
             return contextlib.nullcontext()
         from threadpoolctl import threadpool_limits
 
         return threadpool_limits(int(t))
+
+    # ---- shared steps ---------------------------------------------------------------------------
+    def _check_classification(self) -> None:
+        if self.regression:
+            raise TypeError(f"{self.name}: a regression head has no class probabilities; use predict()")
+
+    def _val_score(self, yv: np.ndarray, pred: np.ndarray) -> float:
+        if self.regression:
+            return float(np.abs(np.asarray(yv, dtype=np.float64) - pred).mean())
+        return fast_scores(yv, pred, self.n_classes_)[1]
+
+    def _search_C(self, fit: Callable[[float, Any], Any], X_val: np.ndarray | None, y_val: np.ndarray | None) -> Any:
+        """The estimator of the chosen C (sets ``C_`` and ``history_``, see the class docstring).
+
+        ``fit(C, previous)`` returns an estimator fitted with ``C``; ``previous`` is the one fitted with the
+        next smaller C (None for the first), for a warm start. ``X_val`` is what its ``predict`` takes."""
+        cands = sorted(candidate_values(self.params["C"]))
+        self.history_ = []
+        if X_val is None:
+            self.C_ = middle(cands)
+            return fit(self.C_, None)
+        key = "val_mae" if self.regression else "val_macro_f1"
+        best, model = None, None
+        for C in cands:
+            model = fit(C, model)
+            score = self._val_score(y_val, model.predict(X_val))
+            self.history_.append({"C": C, key: score})
+            if best is None or (score < best[0] if self.regression else score > best[0]):
+                best = (score, C, model)
+        _, self.C_, chosen = best
+        for rec in self.history_:
+            rec["chosen"] = rec["C"] == self.C_
+        return chosen
 
     def _prepare(self, X, y, X_val, y_val) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         prep = prepare_train(X, y, X_val, y_val, self.params)
@@ -99,6 +117,8 @@ class SklearnHead(Head):
         return {"C": float(self.C_)}
 
     def save(self, path: str | Path) -> None:
+        import joblib
+
         if not self.fitted_:
             raise RuntimeError("nothing to save: fit the head first")
         buf = io.BytesIO()
@@ -108,6 +128,8 @@ class SklearnHead(Head):
 
     @classmethod
     def load(cls, path: str | Path) -> "SklearnHead":
+        import joblib
+
         blob = joblib.load(Path(path))
         if not isinstance(blob, dict) or blob.get("kind") != "sklearn" or not isinstance(blob["object"], cls):
             raise TypeError(f"{path}: not a {cls.__name__} file")

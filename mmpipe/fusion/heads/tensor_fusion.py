@@ -40,7 +40,7 @@ class TFNModule(nn.Module):
 class TensorFusion(NeuralHead):
     """Extra parameters: ``tfn_dim`` (per-modality width before the outer product), ``max_fused``."""
 
-    module_defaults = {"tfn_dim": 16, "max_fused": 8192, "hidden": 64}
+    defaults = {**NeuralHead.defaults, "tfn_dim": 16, "max_fused": 8192, "hidden": 64}
 
     def build_module(self, dims, n_classes):
         p = self.params

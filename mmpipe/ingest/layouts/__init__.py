@@ -1,21 +1,17 @@
-"""Data set layout adapters, chosen by ``layout:`` in the config."""
+"""Data set layout adapters, chosen by ``layout:`` in the config: one module each, found by discovery."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 
-import mmpipe.ingest.layouts.annotations as annotations_layout  # not `from . import annotations`: the __future__ name
-from mmpipe.ingest.layouts import lab, table, vectors_index
+from mmpipe.ingest.layouts.base import LAYOUTS, Layout, LayoutRead, RawSample, register
 
-LAYOUTS: dict[str, ModuleType] = {"lab": lab, "features": vectors_index, "annotations": annotations_layout, "table": table}
+__all__ = ["LAYOUTS", "Layout", "LayoutRead", "RawSample", "get", "register", "source_files"]
 
 
-def get(name: str) -> ModuleType:
-    """The adapter module for ``name``: it has ``read(root, config)`` and ``source_files(root)``."""
-    if name not in LAYOUTS:
-        raise KeyError(f"unknown layout {name!r}; known: {sorted(LAYOUTS)}")
-    return LAYOUTS[name]
+def get(name: str) -> type[Layout]:
+    """The adapter registered as ``name`` (a ``ConfigError`` naming the known ones otherwise)."""
+    return LAYOUTS.get(name)
 
 
 def source_files(name: str, root: str | Path) -> list[str]:

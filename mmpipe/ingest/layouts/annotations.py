@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mmpipe.core.errors import BadSampleError
-from mmpipe.ingest.layouts.base import LayoutRead, RawSample
+from mmpipe.ingest.layouts.base import Layout, LayoutRead, RawSample, register
 from mmpipe.ingest.layouts.common import (SPLIT_ALIASES, Labels, id_string, json_records, layout_options, norm_split,
                                    walk_files)
 
@@ -137,3 +137,10 @@ def read(root: Path, config: dict[str, Any]) -> LayoutRead:
             if p.suffix.lower() in MEDIA_SUFFIXES and p.resolve() not in named:
                 unlisted.append(p.relative_to(root).as_posix())
     return LayoutRead(samples=samples, problems=problems, unlisted=sorted(unlisted))
+
+
+@register("annotations")
+class Annotations(Layout):
+    options = frozenset(OPTIONS)
+    read = staticmethod(read)
+    source_files = staticmethod(source_files)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mmpipe.core.errors import BadSampleError
+from mmpipe.core.registry import Registry
 
 SPLITS = ("train", "val", "test")
 
@@ -35,3 +36,27 @@ class LayoutRead:
     samples: list[RawSample]
     problems: list[BadSampleError] = field(default_factory=list)  # list-level problems (duplicates, tags)
     unlisted: list[str] = field(default_factory=list)              # files present that no list names
+
+
+class Layout:
+    """A data set layout adapter, chosen by ``layout: <name>``; register one with ``@register("<name>")``.
+
+    ``read`` lists the samples (unchecked: the manifest decodes and checks them); ``source_files`` names every
+    file ``read`` depends on, so that a changed file reruns the manifest; ``options`` are the keys it accepts
+    under ``layout_options``.
+    """
+
+    name: ClassVar[str] = ""
+    options: ClassVar[frozenset[str]] = frozenset()
+
+    @staticmethod
+    def read(root: Path, config: dict[str, Any]) -> LayoutRead:
+        raise NotImplementedError
+
+    @staticmethod
+    def source_files(root: Path) -> list[str]:
+        raise NotImplementedError
+
+
+LAYOUTS: Registry[type[Layout]] = Registry("layout", "mmpipe.ingest.layouts", "mmpipe.layouts")
+register = LAYOUTS.register

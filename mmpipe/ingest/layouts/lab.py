@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mmpipe.core.errors import BadSampleError
-from mmpipe.ingest.layouts.base import LayoutRead, RawSample
+from mmpipe.ingest.layouts.base import Layout, LayoutRead, RawSample, register
 
 TRAIN, TEST = "train.txt", "test_without_label.txt"
 MEDIA = {".txt": "text_path", ".jpg": "image_path", ".jpeg": "image_path", ".png": "image_path",
@@ -88,3 +88,10 @@ def read(root: Path, config: dict[str, Any]) -> LayoutRead:
         if s.image_path is None:
             s.image_path = (data / f"{s.guid}.jpg").resolve()
     return LayoutRead(samples=samples, problems=problems, unlisted=sorted(unlisted))
+
+
+@register("lab")
+class Lab(Layout):
+    options = frozenset(())
+    read = staticmethod(read)
+    source_files = staticmethod(source_files)

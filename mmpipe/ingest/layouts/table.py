@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mmpipe.core.errors import BadSampleError, ConfigError
-from mmpipe.ingest.layouts.base import LayoutRead, RawSample
+from mmpipe.ingest.layouts.base import Layout, LayoutRead, RawSample, register
 from mmpipe.ingest.layouts.common import (Labels, cell, csv_records, find_column, id_string, layout_options, norm_split,
                                    split_of_name, walk_files)
 
@@ -151,3 +151,10 @@ def read(root: Path, config: dict[str, Any]) -> LayoutRead:
             samples.append(RawSample(guid=guid, source=str(path), line=line, split=split, label=label, score=score,
                                      group=group, text="" if text is None else str(text)))
     return LayoutRead(samples=samples, problems=problems)
+
+
+@register("table")
+class Table(Layout):
+    options = frozenset(OPTIONS)
+    read = staticmethod(read)
+    source_files = staticmethod(source_files)

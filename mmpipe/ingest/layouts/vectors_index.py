@@ -1,4 +1,4 @@
-"""The "features" layout: samples whose vectors were extracted elsewhere (imported through ``backend: imported``).
+"""The "vectors" layout: samples whose vectors were extracted elsewhere (imported through ``backend: imported``).
 
 Two forms, told apart by ``layout_options.format`` (``auto`` by default: ``mosi_poria`` when the folder holds
 ``mosi_utterances.csv``, else ``index``):
@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from mmpipe.core.errors import BadSampleError, ConfigError
-from mmpipe.ingest.layouts.base import LayoutRead, RawSample
+from mmpipe.ingest.layouts.base import Layout, LayoutRead, RawSample, register
 from mmpipe.ingest.layouts.common import (NEGATIVE, POSITIVE, Labels, VectorWidths, cell, csv_records, find_column,
                                    id_string, json_records, jsonl_records, layout_options, norm_split,
                                    parquet_records, parse_vector, sign_label, walk_files)
@@ -82,7 +82,7 @@ def source_files(root: Path) -> list[str]:
 
 def read(root: Path, config: dict[str, Any]) -> LayoutRead:
     root = Path(root)
-    opts = layout_options(config, "features", OPTIONS)
+    opts = layout_options(config, "vectors", OPTIONS)
     if detect(root, opts) == "mosi_poria":
         return _read_mosi(root, opts, Labels(config))
     return _read_index(root, opts, Labels(config))
@@ -366,3 +366,10 @@ def _read_mosi(root: Path, opts: dict[str, Any], labels: Labels) -> LayoutRead:
             rel = path.relative_to(root).as_posix()
             unlisted.append(f"{rel}: {len(spare)} row(s) no utterance names (first at line {spare[0] + 1})")
     return LayoutRead(samples=samples, problems=problems, unlisted=unlisted)
+
+
+@register("vectors")
+class Vectors(Layout):
+    options = frozenset(OPTIONS)
+    read = staticmethod(read)
+    source_files = staticmethod(source_files)

@@ -1,4 +1,7 @@
-"""Feature shards: ``guid`` plus a fixed-size list of float32, with the encoder fingerprint in the metadata."""
+"""Feature shards: ``guid`` plus a fixed-size list of float32, with the encoder fingerprint in the metadata.
+
+pyarrow is imported by the functions that need it. Stage 1 writes these shards and stage 2 reads them.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mmpipe.core.atomic import atomic_path
 
 META_KEY = b"mmpipe"
-# Which shard-slice column each modality of encoder reads.
-INPUT_COLUMN = {"text": "text", "image": "image_path", "audio": "audio_path", "video": "video_path"}
 
 
 def write_shard(path: str | Path, guids: Sequence[str], vectors: np.ndarray, meta: dict[str, Any]) -> None:
     """Write one feature shard atomically (temp file, then rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = int(vectors.shape[1]) if vectors.ndim == 2 else int(meta["dim"])
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
@@ -31,11 +33,15 @@ def write_shard(path: str | Path, guids: Sequence[str], vectors: np.ndarray, met
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The metadata stored with a feature shard (encoder fingerprint, dim)."""
+    import pyarrow.parquet as pq
+
     return json.loads(pq.read_schema(path).metadata[META_KEY])
 
 
 def read_shards(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """Concatenate feature shards: guids, a ``(n, dim)`` float32 matrix, and the (shared) metadata."""
+    import pyarrow.parquet as pq
+
     guids: list[str] = []
     blocks: list[np.ndarray] = []
     meta: dict[str, Any] | None = None

@@ -1,0 +1,91 @@
+"""Every command in the README's ``bash`` blocks works, in the order given, on a fresh copy of the project.
+
+The copy holds what git would clone (tracked files and new, not ignored ones) and shares this checkout's
+``.venv``, so ``make`` finds it set up. Three kinds of command are not run as written: the test commands (they are
+this suite), and the commands that need a SLURM cluster or the real data sets, which run as dry runs (``-n``:
+the config, the planning and the profile are checked); ``tests/test_slurm.py`` and the real-data tests run
+those for real.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SHARED
+
+pytestmark = pytest.mark.slow
+
+VENV = Path(sys.executable).parents[1]
+STAMP = ".venv/.installed"
+
+
+def readme_commands(text: str) -> list[str]:
+    """The shell commands of the README's ```bash blocks, continuation lines joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for cmd in re.sub(r"\\\n\s*", " ", block).splitlines():
+            cmd = re.sub(r"\s+#.*$", "", cmd).strip()
+            if cmd and not cmd.startswith("#"):
+                commands.append(cmd)
+    return commands
+
+
+def as_run(cmd: str) -> str | None:
+    """How the test runs ``cmd``: as written, as a dry run, or not at all (None)."""
+    if "pytest" in cmd or cmd.startswith("make test"):
+        return None
+    if cmd.startswith("make "):
+        return cmd.replace("make ", f"make -o {STAMP} ", 1)  # set up already: the shared .venv
+    if cmd.startswith("pip install"):
+        return f"{cmd} --dry-run"
+    if "--profile profiles/slurm" in cmd or "../shared" in cmd:
+        return f"{cmd.replace('../shared', str(SHARED.parent))} -n"
+    return cmd
+
+
+def fresh_copy(dest: Path) -> Path:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    (dest / ".venv").symlink_to(VENV)
+    return dest
+
+
+def test_commands_run_in_order(tmp_path):
+    if not (VENV / "bin" / "activate").is_file():
+        pytest.skip("not running from a virtual environment")
+    (VENV / ".installed").touch(exist_ok=True)
+    commands = readme_commands((REPO / "README.md").read_text())
+    assert commands[:2] == ["make demo", "make test"], commands[:2]
+    project = fresh_copy(tmp_path / "mmpipe")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    ran = []
+    for cmd in commands:
+        run = as_run(cmd)
+        if run is None or ("../shared" in cmd and not SHARED.is_dir()):
+            continue
+        proc = subprocess.run(["bash", "-c", f". .venv/bin/activate && {run}"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=900)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"README command failed: {run}\n{out[-5000:]}"
+        ran.append(run)
+        if cmd == "make demo":
+            tail = "\n".join(out.strip().splitlines()[-8:])
+            assert "results/demo/predictions.txt" in tail and "selected" in tail.lower(), tail
+            assert len(out.splitlines()) < 200, f"{len(out.splitlines())} lines of console output"
+    assert "make -o .venv/.installed demo" in ran and "snakemake --report report.html" in ran
+    res = project / "results" / "demo"
+    assert (res / "predictions.txt").is_file() and (res / "reports" / "decode.md").is_file()
+    assert (project / "report.html").stat().st_size > 10_000
+    assert (project / "my_demo" / "train.txt").is_file()
