@@ -1,18 +1,27 @@
-"""The demo data set: deterministic, stable under adding samples, and as messy as the real data."""
+"""The demo data set: deterministic, stable under adding samples, as messy as the real data, and with text and
+image carrying complementary evidence about the label."""
 
 from __future__ import annotations
 
 import collections
+import colorsys
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from mmpipe.ingest.decode import decode_file
-from mmpipe.ingest.demo import (_WORDS, ENCODINGS, LABELS, demo_sample, demo_split, demo_text, encoding_of_demo_text,
-                         label_of_demo, make_demo)
+from mmpipe.ingest.demo import (_HUES, _WORDS, DEFAULT_N, ENCODINGS, EVIDENCE, LABELS, demo_cues, demo_evidence,
+                                demo_sample, demo_split, demo_text, encoding_of_demo_text, label_of_demo, make_demo)
+from mmpipe.ingest.split import is_validation
+from mmpipe.reporting.summary import MIN_VAL_PER_CLASS, MIN_VAL_SAMPLES
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -83,13 +92,88 @@ def test_lists(demo300):
     assert sorted(map(int, on_disk)) == list(range(1, 304))
 
 
+def _sentiment_words(text: str) -> set[str]:
+    """The classes whose sentiment words occur (as whole words) in ``text``."""
+    return {lab for lab, words in _WORDS.items() if any(re.search(rf"\b{w}\b", text.lower()) for w in words)}
+
+
 def test_labels_are_mixed_and_learnable(demo300):
     train = _rows(demo300 / "train.txt")
     counts = collections.Counter(t for _, t in train)
     assert counts["positive"] > counts["negative"] > counts["neutral"] > 10
-    texts = {g: decode_file(demo300 / "data" / f"{g}.txt").text.lower() for g, _ in train}
-    hits = sum(any(w in texts[g] for w in _WORDS[t]) for g, t in train)
-    assert 0.7 < hits / len(train) < 0.95
+    # a text shows its label's sentiment words exactly when its latent text cue says so, and no other class's
+    shown = 0
+    for g, t in train:
+        cue = demo_cues(0, int(g))[0]
+        words = _sentiment_words(decode_file(demo300 / "data" / f"{g}.txt").text)
+        assert words == ({t} if cue else set()), (g, cue, words)
+        shown += cue is not None
+    assert 0.35 < shown / len(train) < 0.65
+
+
+def _lookup_accuracy(cues: list[tuple], labels: list[str]) -> float:
+    """Fit the best rule from ``cues`` to the label (majority label per cue value) on the first half, score it
+    on the second half: how well the label can be recovered from that information at all."""
+    half = len(labels) // 2
+    table: dict[tuple, collections.Counter] = collections.defaultdict(collections.Counter)
+    for c, y in zip(cues[:half], labels[:half]):
+        table[c][y] += 1
+    prior = collections.Counter(labels[:half]).most_common(1)[0][0]
+    pred = [table[c].most_common(1)[0][0] if c in table else prior for c in cues[half:]]
+    return float(np.mean([p == y for p, y in zip(pred, labels[half:])]))
+
+
+def test_modalities_are_complementary():
+    """From the generator's own latents (no encoders): the label is recovered far better from what the text
+    and the image show together than from either alone, which is what the demo is there to show."""
+    guids = range(1, 4001)
+    labels = [label_of_demo(0, g) for g in guids]
+    cues = [demo_cues(0, g) for g in guids]
+    evidence = collections.Counter(demo_evidence(0, g) for g in guids)
+    assert set(evidence) == set(EVIDENCE) and evidence["text"] > 1000 and evidence["image"] > 1000
+    for g, (t, i) in zip(guids, cues):  # a cue, where there is one, is the label itself
+        assert t in (None, labels[g - 1]) and i in (None, labels[g - 1])
+    acc_text = _lookup_accuracy([(t,) for t, _ in cues], labels)
+    acc_image = _lookup_accuracy([(i,) for _, i in cues], labels)
+    acc_both = _lookup_accuracy(cues, labels)
+    majority = _lookup_accuracy([()] * len(labels), labels)
+    assert majority < acc_text < 0.75 and majority < acc_image < 0.75
+    assert acc_both > max(acc_text, acc_image) + 0.2 and acc_both > 0.9
+
+
+def test_images_show_their_cue(demo300):
+    """An image with a cue has its label's hue (saturated); one without is grey (its typical colour, the
+    per-channel median, has next to no saturation)."""
+    seen = collections.Counter()
+    for g in range(1, 304):
+        s = demo_sample(0, g)
+        if s.image_kind not in ("RGB-JPEG", "RGB-PNG", "RGBA-PNG"):
+            continue
+        with Image.open(demo300 / "data" / f"{g}.jpg") as im:
+            rgb = np.median(np.asarray(im.convert("RGB"), dtype=np.float64).reshape(-1, 3), axis=0) / 255
+        hue, sat, _ = colorsys.rgb_to_hsv(*rgb)
+        if s.image_cue is None:
+            assert sat < 0.12, g
+        else:
+            assert sat > 0.35, g
+            assert min(abs(hue - _HUES[s.image_cue]), 1 - abs(hue - _HUES[s.image_cue])) < 0.08, g
+        seen[s.image_cue] += 1
+    assert seen[None] > 20 and all(seen[lab] > 10 for lab in LABELS)
+
+
+def test_default_demo_validation_is_big_enough_to_rank_on():
+    """config.yaml's demo size gives a validation split the summary does not warn about."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    n, seed = config["demo"]["n"], config["demo"]["seed"]
+    assert n == DEFAULT_N
+    val = collections.Counter()
+    for g in range(4, n + 4):  # the three unlisted guids come first
+        label = label_of_demo(seed, g)
+        if demo_split(seed, g) == "train" and is_validation(str(g), label, config["split"]["val_fraction"],
+                                                             config["seed"]):
+            val[label] += 1
+    assert sum(val.values()) >= MIN_VAL_SAMPLES
+    assert min(val[lab] for lab in LABELS) >= MIN_VAL_PER_CLASS
 
 
 def test_n_test_override(tmp_path):

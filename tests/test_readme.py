@@ -1,10 +1,10 @@
 """Every command in the README's ``bash`` blocks works, in the order given, on a fresh copy of the project.
 
 The copy holds what git would clone (tracked files and new, not ignored ones) and shares this checkout's
-``.venv``, so ``make`` finds it set up. Three kinds of command are not run as written: the test commands (they are
-this suite), and the commands that need a SLURM cluster or the real data sets, which run as dry runs (``-n``:
-the config, the planning and the profile are checked); ``tests/test_slurm.py`` and the real-data tests run
-those for real.
+``.venv``, so ``make`` finds it set up. Some commands are not run as written: the test commands (they are this
+suite); the commands that need a SLURM cluster or the real data sets run as dry runs (``-n``: the config, the
+planning and the profile are checked; ``tests/test_slurm.py`` and the real-data tests run those for real);
+``pip install`` runs as ``--dry-run``; and building conda environments is skipped where conda is missing.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def as_run(cmd: str) -> str | None:
     """How the test runs ``cmd``: as written, as a dry run, or not at all (None)."""
     if "pytest" in cmd or cmd.startswith("make test"):
         return None
+    if "--software-deployment-method conda" in cmd and shutil.which("conda") is None:
+        return None  # builds conda environments: needs conda, which this machine lacks
     if cmd.startswith("make "):
         return cmd.replace("make ", f"make -o {STAMP} ", 1)  # set up already: the shared .venv
     if cmd.startswith("pip install"):
@@ -83,7 +85,7 @@ def test_commands_run_in_order(tmp_path):
         if cmd == "make demo":
             tail = "\n".join(out.strip().splitlines()[-8:])
             assert "results/demo/predictions.txt" in tail and "selected" in tail.lower(), tail
-            assert len(out.splitlines()) < 200, f"{len(out.splitlines())} lines of console output"
+            assert len(out.splitlines()) < 300, f"{len(out.splitlines())} lines of console output"
     assert "make -o .venv/.installed demo" in ran and "snakemake --report report.html" in ran
     res = project / "results" / "demo"
     assert (res / "predictions.txt").is_file() and (res / "reports" / "decode.md").is_file()

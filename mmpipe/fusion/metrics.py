@@ -6,7 +6,6 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
 
 SCALAR_METRICS = ("accuracy", "macro_f1", "weighted_f1", "log_loss")
 REGRESSION_METRICS = ("acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5", "mae", "corr")
@@ -22,6 +21,7 @@ def classification_metrics(y_true: Sequence[int], proba_or_pred: np.ndarray, cla
     ``per_class``: {class name: {precision, recall, f1, support}}, ``confusion_matrix`` (rows true,
     columns predicted, in ``classes`` order, list of lists of ints) and ``n``.
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
     y_true = np.asarray(y_true, dtype=np.int64)
     a = np.asarray(proba_or_pred)
     k = len(classes)
@@ -66,6 +66,7 @@ def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict
     * ``confusion_matrix``: the has-0 binary one (rows true, columns predicted, ``BINARY_CLASSES`` order);
       ``n`` and ``n_non0``.
     """
+    from sklearn.metrics import confusion_matrix, f1_score
     t = np.asarray(y_true, dtype=np.float64).reshape(-1)
     p = np.asarray(y_pred, dtype=np.float64).reshape(-1)
     if len(t) != len(p):

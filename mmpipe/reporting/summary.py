@@ -4,6 +4,21 @@ Regression ablations (``task: regression``, e.g. CMU-MOSI scores) are ranked by 
 better; ties: higher validation Corr) and their tables show Acc-2 (has-0 and non-0), F1 (both), Acc-7, MAE
 and Corr. Every summary also shows the majority baseline (training majority class, or the training median
 score for regression) from the ablations' ``metrics.json``.
+
+The summary only says what its numbers support:
+
+* test scores (and "test is the unbiased estimate") appear only when the test split is labelled;
+* "Δ larger than both stds?" is answered only when at least one of the two has a spread over seeds; with zero
+  spread (one seed, or deterministic heads such as ``logreg`` / ``svm``) it says the spread is unknown;
+* a validation split too small to rank on (fewer than ``MIN_VAL_SAMPLES`` samples, or for classification
+  fewer than ``MIN_VAL_PER_CLASS`` of some class) gets a warning at the top (``validation.too_small`` in
+  ``summary.json``): at 40 samples one sample moves accuracy by 2.5 points, and in a class of 8 one sample
+  moves that class's F1 (and so macro-F1) by several points: the size of the differences being ranked.
+  The thresholds apply to whatever split ranks the ablations (a carved validation split, a layout's own
+  dev set).
+
+``run_digest`` gives the few lines to print at the end of a run (selected ablation, its score against the
+``svm`` and majority baselines, where the predictions and the report are).
 """
 
 from __future__ import annotations
@@ -23,6 +38,10 @@ REG_METRICS = ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc7", "mae", "c
 REG_LABELS = {"acc2_has0": "Acc-2 has-0", "acc2_non0": "Acc-2 non-0", "f1_has0": "F1 has-0", "f1_non0": "F1 non-0",
               "acc7": "Acc-7", "acc5": "Acc-5", "mae": "MAE", "corr": "Corr"}
 LOWER_IS_BETTER = {"mae", "log_loss"}
+# Below these the validation split is too small to rank on (see the module docstring).
+MIN_VAL_SAMPLES = 50
+MIN_VAL_PER_CLASS = 10
+NO_SPREAD = "unknown (no spread over seeds)"
 
 
 class _Task:
@@ -70,6 +89,37 @@ def _modkey(mods: list[str]) -> str:
     return "+".join(mods)
 
 
+def _support(agg: dict[str, Any] | None) -> dict[str, int] | None:
+    """Samples per class of a split (classification aggregates carry them in ``per_class``)."""
+    pc = (agg or {}).get("per_class")
+    return {c: int(v["support"]) for c, v in pc.items()} if pc else None
+
+
+def validation_check(entries: list[dict[str, Any]], regression: bool = False) -> dict[str, Any]:
+    """Whether the validation split that ranks ``entries`` is big enough to rank on.
+
+    Uses the smallest validation split over the entries (they normally share one). Returns ``n`` (None when
+    the metrics do not say), ``per_class`` (classification), ``too_small``, ``reasons`` and the thresholds.
+    """
+    ns = [e["n"]["val"] for e in entries if isinstance(e.get("n"), dict) and e["n"].get("val") is not None]
+    n = min(ns) if ns else None
+    support = None
+    if not regression:
+        sups = [e["val_support"] for e in entries if e.get("val_support")]
+        if sups:
+            support = {c: min(s.get(c, 0) for s in sups) for c in sups[0]}
+            if n is None:
+                n = sum(support.values())
+    reasons = []
+    if n is not None and n < MIN_VAL_SAMPLES:
+        reasons.append(f"{n} samples, fewer than {MIN_VAL_SAMPLES}")
+    small = {c: k for c, k in (support or {}).items() if k < MIN_VAL_PER_CLASS}
+    if small:
+        reasons.append(", ".join(f"{c}: {k}" for c, k in small.items()) + f", fewer than {MIN_VAL_PER_CLASS} per class")
+    return {"n": n, "per_class": support, "too_small": bool(reasons), "reasons": reasons,
+            "min_samples": MIN_VAL_SAMPLES, "min_per_class": None if regression else MIN_VAL_PER_CLASS}
+
+
 def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: str | None = None) -> dict[str, Any]:
     """Rank the ablations whose ``metrics.json`` files are given; write ``out_md`` and ``out_json``.
 
@@ -94,6 +144,7 @@ def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: s
             "name": r["name"], "modalities": list(r["modalities"]), "head": r["head"], "params": r.get("params", {}),
             "seeds": r.get("seeds"), "val": _pick(r["val"]), "test": _pick(r.get("test")),
             "context": r.get("context", "none"), "metrics_file": str(f),
+            "n": r.get("n"), "val_support": _support(r["val"]),
         })
     if len(tasks) > 1:
         raise ValueError(f"the ablations mix tasks {sorted(tasks)}; summarise one task at a time")
@@ -109,12 +160,15 @@ def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: s
     else:
         selected = entries[0]
     comparison = _baseline_comparison(selected, entries, tk)
+    validation = validation_check(entries, tk.regression)
     summary = {"ablations": entries, "selected": selected["name"], "selection_metric": tk.selection_metric,
                "selected_by": "config (select)" if select is not None else f"best {tk.selection_words} mean"
                + (" (lower is better)" if tk.regression else ""),
-               "baseline_comparison": comparison, "task": tk.task, "majority_baseline": baseline}
+               "baseline_comparison": comparison, "task": tk.task, "majority_baseline": baseline,
+               "test_labelled": any(e["test"] for e in entries), "validation": validation}
     write_text(out_json, json.dumps(summary, indent=1) + "\n")
-    write_text(out_md, _render(entries, selected, comparison, select is not None, Path(out_md), tk, baseline))
+    write_text(out_md, _render(entries, selected, comparison, select is not None, Path(out_md), tk, baseline,
+                               validation))
     return summary
 
 
@@ -137,7 +191,8 @@ def _baseline_comparison(sel: dict[str, Any], entries: list[dict[str, Any]], tk:
             if a is not None and b is not None:
                 out[f"{split}_{m}_delta"] = a - b
                 sa, sb = sel[split][m]["std"], base[split][m]["std"]
-                out[f"{split}_{m}_delta_exceeds_std"] = abs(a - b) > max(sa, sb)
+                # None: neither has a spread over seeds, so the stds say nothing about the difference
+                out[f"{split}_{m}_delta_exceeds_std"] = abs(a - b) > max(sa, sb) if max(sa, sb) > 0 else None
     return out
 
 
@@ -161,25 +216,47 @@ def _baseline_row(baseline: dict[str, Any] | None, tk: _Task, splits: tuple[str,
     return "| " + " | ".join(lead + cells) + " |"
 
 
+def _validation_lines(v: dict[str, Any] | None, regression: bool) -> list[str]:
+    """The warning block for a validation split too small to rank on (nothing when it is big enough)."""
+    if not v or not v.get("too_small"):
+        return []
+    need = f"{v['min_samples']} samples" + ("" if regression else f" (or {v['min_per_class']} of a class)")
+    return [f"> ⚠️ **Validation split too small to rank on:** {'; '.join(v['reasons'])}. With fewer than {need}, "
+            "one sample moves the scores about as much as the differences in this ranking, so the order (and the "
+            "selected ablation) is mostly noise. Add samples or raise `split.val_fraction` before trusting it.", ""]
+
+
 def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, Any], forced: bool,
-            out_md: Path, tk: _Task | None = None, baseline: dict[str, Any] | None = None) -> str:
+            out_md: Path, tk: _Task | None = None, baseline: dict[str, Any] | None = None,
+            validation: dict[str, Any] | None = None) -> str:
     tk = tk or _Task("classification")
     M, L = tk.metrics, tk.labels
     has_test = any(e["test"] for e in entries)
     best = entries[0]
     words = tk.selection_words
+    seed_counts = {len(e["seeds"]) for e in entries if e.get("seeds")}
+    spread = ("one seed each, so there is no spread: ± 0" if seed_counts == {1}
+              else "± is the sample std over seeds, 0 for heads that do not depend on the seed")
+    n_val = (validation or {}).get("n")
+    sample_note = (f" One validation sample is {1 / n_val:.3f} of {'Acc-2' if tk.regression else 'accuracy'} "
+                   f"here ({n_val} samples); the ± does not include that sampling noise." if n_val else "")
+    if has_test:
+        honesty = "The validation split also drove early stopping, so test scores are the unbiased ones."
+    else:
+        honesty = ("The test split has no labels, so there are no test scores; validation also drove early "
+                   "stopping and each head's own choices, so its scores are somewhat optimistic.")
     lines = ["# Ablation summary", "",
              f"{len(entries)} ablations ranked by **{words}** (mean over seeds"
              + ("; lower is better, ties: higher validation Corr" if tk.regression else "")
-             + "; ± is the sample std over "
-             "seeds). The validation split also drove early stopping, so test scores are the unbiased ones.", ""]
+             + f"; {spread}). {honesty}{sample_note}", ""]
+    lines += _validation_lines(validation, tk.regression)
     if tk.regression:
         lines += ["Regression on the sentiment score; binary and 7-class metrics are derived from the predicted "
                   "score as MMSA does: Acc-2 **has-0** = negative (< 0) vs non-negative (>= 0) on every sample, "
                   "Acc-2 **non-0** = negative vs positive without the samples whose true score is 0; F1 is "
                   "weighted; Acc-7 rounds the score clipped to [-3, 3]. Validation carved from the training data "
-                  "can be optimistic when the features were themselves learnt on the training data: read the "
-                  "test table for the comparison.", ""]
+                  "can be optimistic when the features were themselves learnt on the training data"
+                  + (": read the test table for the comparison." if has_test else "."), ""]
     lines += [f"**Selected: `{sel['name']}`** ({sel['head']} on {_modkey(sel['modalities'])}) — "
               + ("chosen in the config (`select`)." if forced else f"best {words}.")
               + ("" if sel is best or not forced else f" The best by {words} is `{best['name']}`."), "",
@@ -252,12 +329,19 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
         base = next(e for e in entries if e["name"] == cmp["baseline"])
         lines += [f"Same modalities ({_modkey(sel['modalities'])}): `{sel['name']}` vs `{base['name']}`.", "",
                   "| split | metric | selected | svm | Δ | Δ larger than both stds? |", "|---|---|---|---|---|---|"]
+        no_spread = False
         for split in ("val", "test"):
             for m in M:
                 if f"{split}_{m}_delta" in cmp:
+                    ex = cmp[f"{split}_{m}_delta_exceeds_std"]
+                    no_spread |= ex is None
                     lines.append(f"| {split} | {L[m]} | {fmt_ms(sel[split][m])} | {fmt_ms(base[split][m])} | "
                                  f"{cmp[f'{split}_{m}_delta']:+.3f} | "
-                                 f"{'yes' if cmp[f'{split}_{m}_delta_exceeds_std'] else 'no'} |")
+                                 f"{NO_SPREAD if ex is None else ('yes' if ex else 'no')} |")
+        if no_spread:
+            lines += ["", "Where both stds are 0 (one seed, or heads that do not depend on the seed) the seeds say "
+                      "nothing about which differences are meaningful; compare Δ with the worth of one validation "
+                      "sample instead."]
         sm = tk.select_metric
         d = cmp.get(f"val_{sm}_delta")
         if d is not None:
@@ -267,6 +351,55 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
             t = cmp.get(f"test_{sm}_delta")
             if t is not None:
                 verdict += f", and {'beats' if wins(t) else 'does not beat'} it on test {sname} ({t:+.3f})"
+            elif not forced:
+                verdict += " (the split it was selected on; no labelled test split confirms it)"
             lines += ["", f"The selected head {verdict}."]
     lines.append("")
     return "\n".join(lines)
+
+
+def run_digest(summary_json_path: str | Path, predictions_path: str | Path | None = None,
+               report_path: str | Path | None = None) -> list[str]:
+    """A few short lines for the end of a run (e.g. Snakemake's ``onsuccess``): the selected ablation, its
+    validation score (mean ± std over seeds) against the ``svm`` baseline on the same modalities and the
+    majority baseline, a warning when the validation split is too small to rank on, and where the
+    predictions and the report are. Returns [] when ``summary_json_path`` does not exist (a run that stopped
+    before the summary, e.g. ``snakemake features``); a path that does not exist is marked ``(not written)``.
+    """
+    path = Path(summary_json_path)
+    if not path.is_file():
+        return []
+    s = json.loads(path.read_text(encoding="utf-8"))
+    tk = _Task(s.get("task", "classification"))
+    by_name = {e["name"]: e for e in s["ablations"]}
+    sel = by_name[s["selected"]]
+    m = tk.select_metric
+    mname = f"validation {tk.labels.get(m, m)}"
+    how = "set in the config" if str(s.get("selected_by", "")).startswith("config") else f"best {tk.selection_words}"
+    lines = [f"Selected: {sel['name']} ({sel['head']} on {_modkey(sel['modalities'])}), {how} "
+             f"of {len(by_name)} ablations."]
+    parts = [f"{mname[0].upper()}{mname[1:]} {fmt_ms((sel.get('val') or {}).get(m))}"]
+    test = (sel.get("test") or {}).get(m) if s.get("test_labelled", bool(sel.get("test"))) else None
+    if test:
+        parts[0] += f" (test {fmt_ms(test)})"
+    cmp = s.get("baseline_comparison") or {}
+    base = by_name.get(cmp.get("baseline") or "")
+    if base is sel:
+        parts.append(f"it is the {BASELINE} baseline itself")
+    elif base is not None:
+        parts.append(f"{BASELINE} baseline {fmt_ms((base.get('val') or {}).get(m))}")
+    else:
+        parts.append(f"no {BASELINE} baseline on {_modkey(sel['modalities'])}")
+    maj = ((s.get("majority_baseline") or {}).get("val") or {}).get(m)
+    if maj is not None:
+        parts.append(f"majority baseline {maj:.3f}")
+    lines.append("; ".join(parts) + ".")
+    v = s.get("validation") or {}
+    if v.get("too_small"):
+        few = {c: k for c, k in (v.get("per_class") or {}).items() if k < (v.get("min_per_class") or 0)}
+        what = [f"{v['n']} samples"] + ([", ".join(f"{c}: {k}" for c, k in few.items())] if few else [])
+        lines.append(f"Warning: validation split too small to rank on ({'; '.join(what)}); see the report.")
+    for what, p in (("Predictions", predictions_path), ("Report", report_path)):
+        if p is not None:
+            lines.append(f"{what}: {p}" + ("" if Path(p).exists() else " (not written)"))
+    return lines
