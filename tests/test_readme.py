@@ -78,8 +78,8 @@ def test_commands_run_in_order(tmp_path):
         if run is None or ("../shared" in cmd and not SHARED.is_dir()):
             continue
         proc = subprocess.run(["bash", "-c", f". .venv/bin/activate && {run}"], cwd=project, env=env,
-                              capture_output=True, text=True, timeout=900)
-        out = proc.stdout + proc.stderr
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+        out = proc.stdout
         assert proc.returncode == 0, f"README command failed: {run}\n{out[-5000:]}"
         ran.append(run)
         if cmd == "make demo":

@@ -62,7 +62,7 @@ def run_on_slurm(work: Path, slurm: LocalSlurm, *targets: str) -> str:
     """``snakemake --profile profiles/slurm`` under ``timeout -k``; returns its output, fails loudly on a hang."""
     cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S),
            sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
-           "--configfile", str(work / "config.yaml"), "--profile", str(REPO / "profiles" / "slurm"),
+           "--configfile", str(work / "config.yaml"), "--profile", str(REPO / "profiles" / "slurm"), "--workflow-profile", "none",
            # test-only overrides: this cluster's partition, squeue for job status (no slurmdbd),
            # no retries (a failure should show at once) and every sbatch log kept for the failure message
            "--default-resources", f"slurm_partition={PARTITION}", "mem_mb=1000", "runtime=30",

@@ -43,7 +43,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     """Run ``snakemake`` on the repo's Snakefile inside ``workdir``; returns the finished process."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", "--workflow-profile", "none", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
