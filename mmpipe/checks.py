@@ -52,6 +52,19 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
 
     for name, spec in config["encoders"].items():
         collect(f"encoders.{name}", ENCODERS.get(spec["backend"]).check_spec, spec)
+        if spec.get("adapt") is not None:
+            from mmpipe.encoders.adapt import settings as adapt_settings
+
+            try:
+                adapt_settings(spec, name)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    regression = (config.get("labels") or {}).get("scheme") == "regression"
+    metric = (config.get("selection") or {}).get("metric")
+    if metric is not None and (metric == "mae") != regression:
+        problems.append(f"selection.metric: {metric!r} does not apply to "
+                        f"{'regression' if regression else 'classification'} (use "
+                        f"{'mae' if regression else 'accuracy, macro_f1 or weighted_f1'})")
     layout = LAYOUTS.get(config["layout"])
     unknown = sorted(set(config.get("layout_options") or {}) - set(layout.options))
     if unknown:

@@ -34,7 +34,9 @@ ENCODERS: Registry[type["Encoder"]] = Registry("encoder backend", "mmpipe.encode
 register = ENCODERS.register
 
 # Keys the pipeline may keep in an ``encoders.<name>`` entry that are not the backend's business.
-PASSTHROUGH_KEYS = frozenset({"backend", "modality", "name", "column", "field", "input", "enabled", "description"})
+# ``adapt`` (fine-tuning, ``mmpipe.encoders.adapt``) is checked there.
+PASSTHROUGH_KEYS = frozenset({"backend", "modality", "name", "column", "field", "input", "enabled", "description",
+                              "adapt"})
 
 
 class _Name:

@@ -20,13 +20,23 @@ INPUT_COLUMN = {"text": "text", "image": "image_path", "audio": "audio_path", "v
 
 
 def extract_shard(slice_path: str | Path, name: str, spec: dict[str, Any], out_path: str | Path,
-                  data_root: str | Path = ".", threads: int = 1, progress: bool = True) -> int:
+                  data_root: str | Path = ".", threads: int = 1, progress: bool = True,
+                  adapters: list[str] | None = None, folds: str | None = None) -> int:
     """Encode every sample of ``slice_path`` that has this encoder's modality; returns the count.
 
     Media paths in the slice are relative to ``data_root``; ``threads`` goes to the encoder (torch's threads, or
-    librosa's workers).
+    librosa's workers). An entry with ``adapt:`` is encoded cross-fitted with its fold ``adapters`` and the
+    ``folds`` file (``mmpipe.encoders.adapt``).
     """
     import polars as pl
+
+    if spec.get("adapt"):
+        from mmpipe.encoders.adapt import extract_shard_crossfitted
+
+        if not adapters or not folds:
+            raise ValueError(f"encoder {name!r} is adapted (adapt:) and needs its fold adapters and the folds file")
+        return extract_shard_crossfitted(str(slice_path), name, spec, str(out_path), adapters, folds,
+                                         threads=max(1, threads), progress=progress)
 
     from mmpipe.ingest.manifest import MEDIA as MEDIA_COLUMNS
 

@@ -30,7 +30,8 @@ def predict(data: SplitData, ablation_dir: Path, refit: bool, out_txt: Path, out
             task: str | None = None) -> np.ndarray:
     """Average the seeds' test probabilities and write ``out_txt`` / ``out_parquet``.
 
-    ``refit=False``: the saved ``model_seed{seed}.pt`` of each seed predict X_test.
+    ``refit=False``: the saved ``model_seed{seed}.pt`` of each seed predict X_test (for a cross-validated
+    ablation these are already refitted on all labelled samples, and ``refit`` is ignored).
     ``refit=True``: for each seed the head is refitted on train+val WITHOUT validation data, for that
     seed's best epoch (plus whatever else the seed's fit chose on validation: ``refit_params()``, e.g.
     late fusion's modality weights or a baseline's C), then predicts X_test.
@@ -50,6 +51,7 @@ def predict(data: SplitData, ablation_dir: Path, refit: bool, out_txt: Path, out
     if task is not None and task != meta_task:
         raise ValueError(f"{ablation_dir}: trained for task {meta_task!r}, asked to predict for {task!r}")
     regression = meta_task == "regression"
+    refit = refit and not meta.get("cv")  # cross-validated ablations saved models already refitted on all labels
     head, modalities = meta["head"], list(meta["modalities"])
     classes = list(data.classes)
     if list(meta.get("classes", classes)) != classes:

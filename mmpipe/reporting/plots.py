@@ -16,6 +16,11 @@ from mmpipe.core.atomic import atomic_path  # noqa: E402
 COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
+def _run(key: Any) -> str:
+    """A legend label: ``seed 3`` for an integer seed, else the key as it is (``fold 2``)."""
+    return f"seed {key}" if isinstance(key, int) else str(key)
+
+
 def _save(fig, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
@@ -76,11 +81,11 @@ def curve_png(histories: dict[Any, list[dict[str, Any]]], path: str | Path, titl
             continue
         c = COLOURS[i % len(COLOURS)]
         ep = [h["epoch"] for h in hist]
-        ax_l.plot(ep, [h["train_loss"] for h in hist], color=c, label=f"seed {seed} train")
+        ax_l.plot(ep, [h["train_loss"] for h in hist], color=c, label=f"{_run(seed)} train")
         if "val_loss" in hist[0]:
-            ax_l.plot(ep, [h["val_loss"] for h in hist], color=c, ls="--", label=f"seed {seed} val")
+            ax_l.plot(ep, [h["val_loss"] for h in hist], color=c, ls="--", label=f"{_run(seed)} val")
         if key in hist[0]:
-            ax_f.plot(ep, [h[key] for h in hist], color=c, label=f"seed {seed}")
+            ax_f.plot(ep, [h[key] for h in hist], color=c, label=_run(seed))
             be = (best_epochs or {}).get(seed)
             if be:
                 f1 = next((h[key] for h in hist if h["epoch"] == be), None)
@@ -107,7 +112,7 @@ def _c_search_png(histories: dict[Any, list[dict[str, Any]]], path: str | Path, 
         if not hist:
             continue
         c = COLOURS[i % len(COLOURS)]
-        ax.plot([h["C"] for h in hist], [h[key] for h in hist], color=c, marker="o", label=f"seed {seed}")
+        ax.plot([h["C"] for h in hist], [h[key] for h in hist], color=c, marker="o", label=_run(seed))
         for h in hist:
             if h.get("chosen"):
                 ax.plot([h["C"]], [h[key]], marker="*", ms=14, color=c)

@@ -47,22 +47,26 @@ NO_SPREAD = "unknown (no spread over seeds)"
 class _Task:
     """What differs between classification and regression summaries."""
 
-    def __init__(self, task: str):
+    def __init__(self, task: str, sel: str = "val", metric: str | None = None):
         self.task = task
         self.regression = task == "regression"
         self.metrics = REG_METRICS if self.regression else METRICS
         self.labels = REG_LABELS if self.regression else LABELS
-        self.select_metric = "mae" if self.regression else "macro_f1"
+        self.sel = sel  # the split that ranks: "cv" (cross-validation folds) or "val"
+        self.select_metric = metric or ("mae" if self.regression else "macro_f1")
+        if (self.select_metric == "mae") != self.regression:
+            raise ValueError(f"selection.metric {self.select_metric!r} does not apply to task {task!r}")
         self.tie_metric = "corr" if self.regression else "accuracy"
-        self.selection_metric = "val_mae" if self.regression else SELECTION_METRIC
-        self.selection_words = ("validation MAE" if self.regression else "validation macro-F1")
+        self.selection_metric = f"{sel}_{self.select_metric}"
+        self.where = "cross-validated" if sel == "cv" else "validation"
+        self.selection_words = f"{self.where} {self.labels.get(self.select_metric, self.select_metric)}"
         # the metric of the "what each modality adds" table (higher is better)
         self.modality_metric = "acc2_non0" if self.regression else "macro_f1"
 
     def sort_key(self, e: dict[str, Any]) -> tuple:
-        main = _score(e, "val", self.select_metric)
-        tie = _score(e, "val", self.tie_metric)
-        main = float("inf") if main is None else (main if self.regression else -main)
+        main = _score(e, self.sel, self.select_metric)
+        tie = _score(e, self.sel, self.tie_metric)
+        main = float("inf") if main is None else (main if self.select_metric in LOWER_IS_BETTER else -main)
         return (main, -(tie or 0.0), e["name"])
 
 
@@ -120,11 +124,14 @@ def validation_check(entries: list[dict[str, Any]], regression: bool = False) ->
             "min_samples": MIN_VAL_SAMPLES, "min_per_class": None if regression else MIN_VAL_PER_CLASS}
 
 
-def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: str | None = None) -> dict[str, Any]:
+def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: str | None = None,
+              metric: str | None = None) -> dict[str, Any]:
     """Rank the ablations whose ``metrics.json`` files are given; write ``out_md`` and ``out_json``.
 
-    Ranking and selection use the validation macro-F1 mean over seeds (ties: higher val accuracy,
-    then name). ``select`` forces the selected ablation by name.
+    Ranking and selection use ``metric`` (default macro-F1, or MAE for regression): its mean over the
+    cross-validation folds when the ablations were cross-validated, else over seeds on the validation split
+    (ties: higher accuracy (Corr), then name). ``select`` forces the selected ablation by name. Cross-validated
+    ablations are compared with the svm baseline fold by fold (``cv.paired_comparison``).
     """
     if not metrics_files:
         raise ValueError("summarize needs at least one metrics.json")
@@ -142,13 +149,17 @@ def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: s
         seen[r["name"]] = Path(f)
         entries.append({
             "name": r["name"], "modalities": list(r["modalities"]), "head": r["head"], "params": r.get("params", {}),
-            "seeds": r.get("seeds"), "val": _pick(r["val"]), "test": _pick(r.get("test")),
+            "seeds": r.get("seeds"), "val": _pick(r["val"]), "cv": _pick(r.get("cv")), "test": _pick(r.get("test")),
             "context": r.get("context", "none"), "metrics_file": str(f),
-            "n": r.get("n"), "val_support": _support(r["val"]),
+            "n": r.get("n"), "val_support": _support(r.get("cv") or r["val"]),
+            "fold_scores": [dict(fl["scores"], repeat=fl["repeat"], fold=fl["fold"]) for fl in r.get("folds") or []],
         })
     if len(tasks) > 1:
         raise ValueError(f"the ablations mix tasks {sorted(tasks)}; summarise one task at a time")
-    tk = _Task(tasks.pop())
+    methods = {"cv" if e["cv"] else "val" for e in entries}
+    if len(methods) > 1:
+        raise ValueError("some ablations were cross-validated and some were not; rerun them with one selection.method")
+    tk = _Task(tasks.pop(), methods.pop(), metric)
     entries.sort(key=tk.sort_key)
     for i, e in enumerate(entries, 1):
         e["rank"] = i
@@ -160,10 +171,11 @@ def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: s
     else:
         selected = entries[0]
     comparison = _baseline_comparison(selected, entries, tk)
-    validation = validation_check(entries, tk.regression)
+    validation = validation_check(entries, tk.regression) if tk.sel == "val" else None
     summary = {"ablations": entries, "selected": selected["name"], "selection_metric": tk.selection_metric,
                "selected_by": "config (select)" if select is not None else f"best {tk.selection_words} mean"
-               + (" (lower is better)" if tk.regression else ""),
+               + (" (lower is better)" if tk.select_metric in LOWER_IS_BETTER else ""),
+               "selection": {"split": tk.sel, "metric": tk.select_metric},
                "baseline_comparison": comparison, "task": tk.task, "majority_baseline": baseline,
                "test_labelled": any(e["test"] for e in entries), "validation": validation}
     write_text(out_json, json.dumps(summary, indent=1) + "\n")
@@ -185,7 +197,9 @@ def _baseline_comparison(sel: dict[str, Any], entries: list[dict[str, Any]], tk:
         return out
     base = same[0]  # entries are ranked, so this is the best svm on these modalities
     out["baseline"] = base["name"]
-    for split in ("val", "test"):
+    if tk is not None and tk.sel == "cv":
+        out["paired"] = paired_folds(sel, base, tk)
+    for split in ((tk.sel if tk else "val"), "test"):
         for m in (tk.metrics if tk else METRICS):
             a, b = _score(sel, split, m), _score(base, split, m)
             if a is not None and b is not None:
@@ -193,6 +207,22 @@ def _baseline_comparison(sel: dict[str, Any], entries: list[dict[str, Any]], tk:
                 sa, sb = sel[split][m]["std"], base[split][m]["std"]
                 # None: neither has a spread over seeds, so the stds say nothing about the difference
                 out[f"{split}_{m}_delta_exceeds_std"] = abs(a - b) > max(sa, sb) if max(sa, sb) > 0 else None
+    return out
+
+
+def paired_folds(a: dict[str, Any], b: dict[str, Any], tk: _Task) -> dict[str, Any]:
+    """``a`` vs ``b`` fold by fold on every metric (the same folds: the shared ``folds.parquet``)."""
+    from mmpipe.fusion.cv import paired_comparison
+
+    fa = {(f["repeat"], f["fold"]): f for f in a["fold_scores"]}
+    fb = {(f["repeat"], f["fold"]): f for f in b["fold_scores"]}
+    keys = sorted(set(fa) & set(fb))
+    n = a.get("n") or {}
+    out: dict[str, Any] = {"folds": len(keys)}
+    for m in tk.metrics:
+        if keys and all(m in fa[k] and m in fb[k] for k in keys):
+            out[m] = paired_comparison([fa[k][m] for k in keys], [fb[k][m] for k in keys], n.get("fold_fit", 0),
+                                       n.get("fold_held_out", 0), lower_is_better=m in LOWER_IS_BETTER)
     return out
 
 
@@ -240,13 +270,21 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
     n_val = (validation or {}).get("n")
     sample_note = (f" One validation sample is {1 / n_val:.3f} of {'Acc-2' if tk.regression else 'accuracy'} "
                    f"here ({n_val} samples); the ± does not include that sampling noise." if n_val else "")
-    if has_test:
+    if tk.sel == "cv":
+        folds = max((len(e.get("fold_scores") or []) for e in entries), default=0)
+        spread = f"± is the sample std over the {folds} folds"
+        sample_note = ""
+        honesty = ("Every fold's held-out samples were only predicted (early stopping used an inner split of the "
+                   "fold's training part), so the cross-validated scores are honest estimates; all heads saw the "
+                   "same folds." + (" Test scores come from the final models, refitted on all labelled samples."
+                                    if has_test else " The test split has no labels."))
+    elif has_test:
         honesty = "The validation split also drove early stopping, so test scores are the unbiased ones."
     else:
         honesty = ("The test split has no labels, so there are no test scores; validation also drove early "
                    "stopping and each head's own choices, so its scores are somewhat optimistic.")
     lines = ["# Ablation summary", "",
-             f"{len(entries)} ablations ranked by **{words}** (mean over seeds"
+             f"{len(entries)} ablations ranked by **{words}** (mean over {'folds' if tk.sel == 'cv' else 'seeds'}"
              + ("; lower is better, ties: higher validation Corr" if tk.regression else "")
              + f"; {spread}). {honesty}{sample_note}", ""]
     lines += _validation_lines(validation, tk.regression)
@@ -282,13 +320,13 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
         return out
 
     if tk.regression:
-        lines += table(("val",))
+        lines += table((tk.sel,))
         if has_test:
             lines += ["", "## Test scores", "",
                       "The test split, reported once (same order as the ranking; mean ± sample std over seeds).", ""]
             lines += table(("test",))
     else:
-        lines += table(("val", "test") if has_test else ("val",))
+        lines += table((tk.sel, "test") if has_test else (tk.sel,))
 
     # what each modality adds: per head (and parameter set), one column per modality set
     mm = tk.modality_metric
@@ -301,7 +339,7 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
         key = (e["head"], json.dumps(e["params"], sort_keys=True))
         cell = groups.setdefault(key, {})
         mk = _modkey(sorted(e["modalities"]))
-        if mk not in cell or (_score(e, "val", mm) or 0.0) > (_score(cell[mk], "val", mm) or 0.0):
+        if mk not in cell or (_score(e, tk.sel, mm) or 0.0) > (_score(cell[mk], tk.sel, mm) or 0.0):
             cell[mk] = e
     all_sets = sorted({k for g in groups.values() for k in g}, key=lambda s: (s.count("+"), s))
     heads_with_many = {h for h, _ in groups if sum(1 for hh, _ in groups if hh == h) > 1}
@@ -312,25 +350,27 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
         vals = []
         for s in all_sets:
             e = cell.get(s)
-            if e is None or _score(e, "val", mm) is None:
+            if e is None or _score(e, tk.sel, mm) is None:
                 vals.append("—")
             else:
                 t = _score(e, "test", mm)
-                vals.append(f"{_score(e, 'val', mm):.3f}" + (f" ({t:.3f})" if t is not None else ""))
-        singles = [_score(e, "val", mm) for s, e in cell.items() if "+" not in s and _score(e, "val", mm) is not None]
-        fused = [_score(e, "val", mm) for s, e in cell.items() if "+" in s and _score(e, "val", mm) is not None]
+                vals.append(f"{_score(e, tk.sel, mm):.3f}" + (f" ({t:.3f})" if t is not None else ""))
+        singles = [_score(e, tk.sel, mm) for s, e in cell.items() if "+" not in s and _score(e, tk.sel, mm) is not None]
+        fused = [_score(e, tk.sel, mm) for s, e in cell.items() if "+" in s and _score(e, tk.sel, mm) is not None]
         delta = f"{max(fused) - max(singles):+.3f}" if singles and fused else "—"
         lines.append(f"| {label} | " + " | ".join(vals) + f" | {delta} |")
 
     lines += ["", f"## Selected vs the `{BASELINE}` baseline", ""]
     if cmp.get("note"):
         lines.append(cmp["note"] + ".")
+    elif cmp.get("paired"):
+        lines += _paired_lines(sel, next(e for e in entries if e["name"] == cmp["baseline"]), cmp, tk)
     else:
         base = next(e for e in entries if e["name"] == cmp["baseline"])
         lines += [f"Same modalities ({_modkey(sel['modalities'])}): `{sel['name']}` vs `{base['name']}`.", "",
                   "| split | metric | selected | svm | Δ | Δ larger than both stds? |", "|---|---|---|---|---|---|"]
         no_spread = False
-        for split in ("val", "test"):
+        for split in (tk.sel, "test"):
             for m in M:
                 if f"{split}_{m}_delta" in cmp:
                     ex = cmp[f"{split}_{m}_delta_exceeds_std"]
@@ -343,11 +383,11 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
                       "nothing about which differences are meaningful; compare Δ with the worth of one validation "
                       "sample instead."]
         sm = tk.select_metric
-        d = cmp.get(f"val_{sm}_delta")
+        d = cmp.get(f"{tk.sel}_{sm}_delta")
         if d is not None:
             wins = (lambda x: x < 0) if sm in LOWER_IS_BETTER else (lambda x: x > 0)
             sname = L.get(sm, sm)
-            verdict = ("beats" if wins(d) else "does not beat") + f" the svm baseline on validation {sname}"
+            verdict = ("beats" if wins(d) else "does not beat") + f" the svm baseline on {tk.where} {sname}"
             t = cmp.get(f"test_{sm}_delta")
             if t is not None:
                 verdict += f", and {'beats' if wins(t) else 'does not beat'} it on test {sname} ({t:+.3f})"
@@ -356,6 +396,35 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
             lines += ["", f"The selected head {verdict}."]
     lines.append("")
     return "\n".join(lines)
+
+
+def _paired_lines(sel: dict[str, Any], base: dict[str, Any], cmp: dict[str, Any], tk: _Task) -> list[str]:
+    """The fold-by-fold comparison of the selected ablation with the svm baseline."""
+    pr, L = cmp["paired"], tk.labels
+    lines = [f"Same modalities ({_modkey(sel['modalities'])}) and the same {pr['folds']} folds: `{sel['name']}` vs "
+             f"`{base['name']}`. Δ is selected − svm per fold (mean ± std over folds); p is the two-sided "
+             "Nadeau-Bengio corrected resampled t-test, which allows for the overlap of the folds' training sets.", "",
+             "| metric | selected | svm | Δ per fold | folds won / tied / lost | p |", "|---|---|---|---|---|---|"]
+    for m in tk.metrics:
+        c = pr.get(m)
+        if not c:
+            continue
+        p = "—" if c["p"] is None else f"{c['p']:.3g}"
+        lines.append(f"| {L[m]} | {fmt_ms(sel['cv'][m])} | {fmt_ms(base['cv'][m])} | {c['delta_mean']:+.3f} ± "
+                     f"{c['delta_std']:.3f} | {c['wins']} / {c['ties']} / {c['losses']} | {p} |")
+    sm = tk.select_metric
+    if (sel.get("test") or {}).get(sm) and (base.get("test") or {}).get(sm):
+        lines += ["", f"On the labelled test split ({L.get(sm, sm)}, mean over seeds): selected "
+                  f"{fmt_ms(sel['test'][sm])}, svm {fmt_ms(base['test'][sm])}."]
+    c = pr.get(sm)
+    if c:
+        better = c["delta_mean"] < 0 if sm in LOWER_IS_BETTER else c["delta_mean"] > 0
+        sure = c["p"] is not None and c["p"] < 0.05
+        lines += ["", f"The selected head {'beats' if better else 'does not beat'} the svm baseline on cross-validated "
+                  f"{L.get(sm, sm)} ({c['delta_mean']:+.3f}, {c['wins']} of {c['n_folds']} folds)"
+                  + (f"; the difference is {'' if sure else 'not '}significant at p < 0.05." if c["p"] is not None
+                     else ".")]
+    return lines
 
 
 def run_digest(summary_json_path: str | Path, predictions_path: str | Path | None = None,
@@ -370,15 +439,16 @@ def run_digest(summary_json_path: str | Path, predictions_path: str | Path | Non
     if not path.is_file():
         return []
     s = json.loads(path.read_text(encoding="utf-8"))
-    tk = _Task(s.get("task", "classification"))
+    sel_info = s.get("selection") or {}
+    tk = _Task(s.get("task", "classification"), sel_info.get("split", "val"), sel_info.get("metric"))
     by_name = {e["name"]: e for e in s["ablations"]}
     sel = by_name[s["selected"]]
     m = tk.select_metric
-    mname = f"validation {tk.labels.get(m, m)}"
+    mname = tk.selection_words
     how = "set in the config" if str(s.get("selected_by", "")).startswith("config") else f"best {tk.selection_words}"
     lines = [f"Selected: {sel['name']} ({sel['head']} on {_modkey(sel['modalities'])}), {how} "
              f"of {len(by_name)} ablations."]
-    parts = [f"{mname[0].upper()}{mname[1:]} {fmt_ms((sel.get('val') or {}).get(m))}"]
+    parts = [f"{mname[0].upper()}{mname[1:]} {fmt_ms((sel.get(tk.sel) or {}).get(m))}"]
     test = (sel.get("test") or {}).get(m) if s.get("test_labelled", bool(sel.get("test"))) else None
     if test:
         parts[0] += f" (test {fmt_ms(test)})"
@@ -387,13 +457,18 @@ def run_digest(summary_json_path: str | Path, predictions_path: str | Path | Non
     if base is sel:
         parts.append(f"it is the {BASELINE} baseline itself")
     elif base is not None:
-        parts.append(f"{BASELINE} baseline {fmt_ms((base.get('val') or {}).get(m))}")
+        parts.append(f"{BASELINE} baseline {fmt_ms((base.get(tk.sel) or {}).get(m))}")
     else:
         parts.append(f"no {BASELINE} baseline on {_modkey(sel['modalities'])}")
     maj = ((s.get("majority_baseline") or {}).get("val") or {}).get(m)
     if maj is not None:
         parts.append(f"majority baseline {maj:.3f}")
     lines.append("; ".join(parts) + ".")
+    paired = (cmp.get("paired") or {}).get(m)
+    if paired:
+        p = "" if paired["p"] is None else f", p = {paired['p']:.2g}"
+        lines.append(f"Paired on the same folds: {paired['delta_mean']:+.3f} against the {BASELINE} baseline, "
+                     f"better in {paired['wins']} of {paired['n_folds']} folds{p}.")
     v = s.get("validation") or {}
     if v.get("too_small"):
         few = {c: k for c, k in (v.get("per_class") or {}).items() if k < (v.get("min_per_class") or 0)}

@@ -34,6 +34,9 @@ LOGS = f"logs/{DS}"
 DATA_ROOT = str(data_root(config))
 SHARDS = [f"{i:03d}" for i in range(config["shards"])]
 ENCODERS = list(config["encoders"])
+# Encoders with an `adapt:` section: fine-tuned once per fold of the shared folds, then encoded cross-fitted.
+ADAPTED = [name for name, spec in config["encoders"].items() if spec.get("adapt")]
+FOLDS = [str(k) for k in range(config["selection"]["folds"])]
 
 # Sized from measurements on a 2-core machine (see README); override under `resources:` in the config.
 DEFAULT_RESOURCES = {
@@ -41,6 +44,7 @@ DEFAULT_RESOURCES = {
     "manifest": dict(threads=2, mem_mb=2000, runtime=30),
     "decode_report": dict(threads=1, mem_mb=1000, runtime=5),
     "extract": dict(threads=2, mem_mb=4000, runtime=60),
+    "adapter": dict(threads=2, mem_mb=6000, runtime=120),
     "ablation": dict(threads=1, mem_mb=2000, runtime=30),
     "summary": dict(threads=1, mem_mb=1000, runtime=5),
     "predict": dict(threads=1, mem_mb=2000, runtime=30),
@@ -69,6 +73,15 @@ def shard_slice(wildcards):
     rebuilt, so a slice whose content did not change (same checksum) reruns nothing downstream."""
     checkpoints.manifest.get()
     return f"{RES}/shards/{wildcards.shard}.parquet"
+
+
+def extract_inputs(wildcards):
+    """An extraction job's shard slice; for an adapted encoder also its fold adapters and the folds."""
+    inputs = {"slice": shard_slice(wildcards)}
+    if wildcards.encoder in ADAPTED:
+        inputs["adapters"] = expand(f"{RES}/adapters/{wildcards.encoder}/fold{{fold}}", fold=FOLDS)
+        inputs["folds"] = f"{RES}/folds.parquet"
+    return inputs
 
 
 ABLATIONS = ablation_grid(config)

@@ -59,3 +59,24 @@ rule decode_report:
         "../../envs/report.yaml"
     script:
         "../scripts/decode_report.py"
+
+
+rule folds:
+    input:
+        manifest=rules.manifest.output.manifest,
+    output:
+        f"{RES}/folds.parquet",
+    params:
+        selection=config["selection"],
+        seed=config["seed"],
+        regression=config["labels"].get("scheme") == "regression",
+    log:
+        f"{LOGS}/folds.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/heads.yaml"
+    script:
+        "../scripts/folds.py"

@@ -1,6 +1,36 @@
+rule adapter:
+    input:
+        manifest=f"{RES}/manifest.parquet",
+        folds=rules.folds.output[0],
+    output:
+        directory(f"{RES}/adapters/{{encoder}}/fold{{fold}}"),
+    params:
+        spec=lambda wildcards: config["encoders"][wildcards.encoder],
+        classes=config["labels"].get("classes"),
+        regression=config["labels"].get("scheme") == "regression",
+    log:
+        f"{LOGS}/adapter/{{encoder}}/fold{{fold}}.log",
+    benchmark:
+        f"{LOGS}/adapter/{{encoder}}/fold{{fold}}.benchmark.tsv"
+    wildcard_constraints:
+        encoder="|".join(ADAPTED) or "^$",
+        fold=r"\d+",
+    threads: res("adapter", "threads")
+    resources:
+        mem_mb=res("adapter", "mem_mb"),
+        runtime=res("adapter", "runtime"),
+        gpu=lambda wildcards: extract_gpu(wildcards).get("gpu"),
+        gpu_model=lambda wildcards: extract_gpu(wildcards).get("gpu_model"),
+        slurm_extra=lambda wildcards: extract_gpu(wildcards).get("slurm_extra"),
+    conda:
+        "../../envs/extract.yaml"
+    script:
+        "../scripts/adapter.py"
+
+
 rule extract:
     input:
-        shard_slice,
+        unpack(extract_inputs),
     output:
         f"{RES}/features/{{encoder}}/{{shard}}.parquet",
     params:

@@ -5,6 +5,7 @@ TASK = "regression" if config["labels"].get("scheme") == "regression" else "clas
 rule ablation:
     input:
         manifest=f"{RES}/manifest.parquet",
+        folds=rules.folds.output[0],
         features=ablation_features,
     output:
         report=report(
@@ -32,6 +33,7 @@ rule ablation:
         spec=lambda wildcards: ABLATIONS[wildcards.ablation],
         classes=config["labels"].get("classes"),
         task=TASK,
+        selection=config["selection"],
     log:
         f"{LOGS}/ablation/{{ablation}}.log",
     benchmark:
@@ -56,6 +58,7 @@ rule summary:
         json=f"{RES}/summary.json",
     params:
         select=config["predict"]["select"],
+        metric=config["selection"]["metric"],
     log:
         f"{LOGS}/summary.log",
     threads: res("summary", "threads")
