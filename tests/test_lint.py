@@ -23,7 +23,7 @@ from conftest import REPO
 ENVS = REPO / "envs"
 TARGET_RULES = {"all", "features", "ablations", "predictions"}
 # which environment each group of rules runs in (issue: one per rule group)
-ENV_OF = {"demo_data": "extract", "manifest": "extract", "extract": "extract",
+ENV_OF = {"demo_data": "extract", "manifest": "extract", "extract": "extract", "adapter": "extract", "folds": "heads",
           "ablation": "heads", "predict": "heads", "decode_report": "report", "summary": "report"}
 
 

@@ -131,7 +131,7 @@ def test_plugin_head_encoder_and_layout_run_through_the_workflow(tmp_path):
     res = tmp_path / "results" / "letters"
     metrics = json.loads((res / "ablations" / "text__centroid" / "metrics.json").read_text())
     assert metrics["head"] == "centroid"
-    assert metrics["val"]["accuracy"]["mean"] == 1.0  # the letters separate the two classes exactly
+    assert metrics["cv"]["accuracy"]["mean"] == 1.0  # the letters separate the two classes exactly, in every fold
     meta = json.loads(__import__("pyarrow.parquet").parquet.read_schema(
         next((res / "features" / "text").glob("*.parquet"))).metadata[b"mmpipe"])
     assert meta["fingerprint"] == {"backend": "letter_counts", "letters": "gjywbsum"}

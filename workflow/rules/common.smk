@@ -43,6 +43,7 @@ DEFAULT_RESOURCES = {
     "demo_data": dict(threads=1, mem_mb=1000, runtime=10),
     "manifest": dict(threads=2, mem_mb=2000, runtime=30),
     "decode_report": dict(threads=1, mem_mb=1000, runtime=5),
+    "folds": dict(threads=1, mem_mb=1000, runtime=5),
     "extract": dict(threads=2, mem_mb=4000, runtime=60),
     "adapter": dict(threads=2, mem_mb=6000, runtime=120),
     "ablation": dict(threads=1, mem_mb=2000, runtime=30),

@@ -72,10 +72,10 @@ rule folds:
         regression=config["labels"].get("scheme") == "regression",
     log:
         f"{LOGS}/folds.log",
-    threads: 1
+    threads: res("folds", "threads")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=res("folds", "mem_mb"),
+        runtime=res("folds", "runtime"),
     conda:
         "../../envs/heads.yaml"
     script:
