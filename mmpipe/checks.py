@@ -81,6 +81,11 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
             problems.append(f"heads.{variant}: unknown head {head!r} (known: {', '.join(HEADS.names())}); "
                             f"a variant names its head with `head:`")
             continue
+        if head == "stack":  # its members are ablation names: checked below, resolved by the grid
+            for spec in grid.values():
+                if spec["variant"] == variant:
+                    collect(f"heads.{variant}", HEADS.get(head).check_params, spec["params"])
+            continue
         takes = set(HEADS.get(head).defaults) | {"context"}
         training = {k: v for k, v in (config.get("training") or {}).items() if k in takes}
         params = {**training, **{k: v for k, v in (entry or {}).items() if k != "head"}}

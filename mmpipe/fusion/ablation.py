@@ -234,7 +234,8 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
             log.info("seed %d: refit on all %d labelled samples with %s in %.2f s%s", seed, len(t), json.dumps(final),
                      fit_s, f"; test {main} {test[main]:.4f}" if test else "")
             per_seed.append({"seed": int(seed), "fit_seconds": round(fit_s, 3), "model": model_file,
-                             "refit_params": final, "test": test, "best_epoch": None})
+                             "refit_params": final, "test": test, "best_epoch": None,
+                             "members": _jsonable(getattr(model, "members_report_", None))})
         with atomic_path(out_dir / "oof.npz") as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, guids=np.asarray(guids, dtype=str), folds=folds, outputs=oof)
         result.update(cv=aggregate(fold_metrics), val=None, folds=fold_recs, refit=final,
@@ -411,6 +412,15 @@ def render_report(r: dict[str, Any]) -> str:
                 pc = a["per_class"][c]
                 lines.append(f"| {c} | {pc['support']} | {fmt_ms(pc['precision'])} | {fmt_ms(pc['recall'])} | "
                              f"{fmt_ms(pc['f1'])} |")
+    members = next((s.get("members") for s in r["per_seed"] if s.get("members")), None)
+    if members:
+        key = "mae" if regression else "macro_f1"
+        lines += ["", "## What each member adds", "", "Inner out-of-fold scores of the final stack's members (seed "
+                  f"{r['per_seed'][0]['seed']}) and the stack's score without each member:", "",
+                  f"| member | own {key} | mean abs meta weight | stack without it |", "|---|---|---|---|"]
+        for m in members:
+            lines.append(f"| `{m['name']}` | {fmt(m.get('oof_' + key))} | {fmt(m.get('meta_coef_abs_mean'))} | "
+                         f"{fmt(m.get('stack_without_' + key))} |")
     binary = " of the binary (has-0) classes" if regression else ""
     lines += ["", "## Figures", "", f"{SPLIT_NAMES[scored].capitalize()} confusion matrix{binary}, averaged over "
               + ("folds" if cv_mode else "seeds") + " (cells: mean counts and row percentages; colours "

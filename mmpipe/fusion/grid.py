@@ -34,15 +34,44 @@ def ablation_grid(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if unknown:
             raise ConfigError(f"ablations.modalities: {unknown} not among the encoders ({', '.join(encoders)})")
     grid: dict[str, dict[str, Any]] = {}
+    stacks = []
     for variant in variants:
         if variant not in heads:
             raise ConfigError(f"ablations.heads: {variant!r} is not configured under heads: ({', '.join(heads)})")
         params = dict(heads[variant] or {})
         head = params.pop("head", variant)
+        if head == "stack":  # after the other heads: its members are their ablations
+            stacks.append((variant, params))
+            continue
         takes = set(HEADS.get(head).defaults) | {"context"} if head in HEADS else set(training)
         shared = {k: v for k, v in training.items() if k in takes}
         for subset in subsets:
             grid[ablation_name(list(subset), variant)] = {
                 "head": head, "variant": variant, "modalities": list(subset),
                 "params": {**shared, **params}, "seeds": list(seeds)}
+    for variant, params in stacks:
+        grid.update(_stack_ablation(variant, params, grid, training, seeds))
     return grid
+
+
+def _stack_ablation(variant: str, params: dict[str, Any], grid: dict[str, dict[str, Any]],
+                    training: dict[str, Any], seeds: list[int]) -> dict[str, dict[str, Any]]:
+    """A ``stack`` entry (``members``: ablation names) as one ablation on the union of its members' modalities."""
+    from mmpipe.fusion.heads import HEADS
+
+    names = params.get("members")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"heads.{variant}: a stack lists its members as ablation names, e.g. "
+                          "members: [text+image__svm, text__concat_mlp]")
+    unknown = [n for n in names if n not in grid]
+    if unknown:
+        raise ConfigError(f"heads.{variant}: members {unknown} are not ablations of this config "
+                          f"(ablations: {', '.join(sorted(grid))})")
+    members = [{"name": n, "head": grid[n]["head"], "modalities": grid[n]["modalities"],
+                "params": {k: v for k, v in grid[n]["params"].items() if k != "context"}} for n in names]
+    modalities = list(dict.fromkeys(m for n in names for m in grid[n]["modalities"]))
+    takes = set(HEADS.get("stack").defaults)
+    shared = {k: v for k, v in training.items() if k in takes}
+    return {ablation_name(modalities, variant): {"head": "stack", "variant": variant, "modalities": modalities,
+                                                 "params": {**shared, **params, "members": members},
+                                                 "seeds": list(seeds)}}
