@@ -299,6 +299,7 @@ def test_unknown_config_key_is_an_error(models):
 # --------------------------------------------------------------------------- check_spec (planning time)
 VALID_SPECS = {
     "hf_text": {"backend": "hf_text", "model": "sentence-transformers/all-MiniLM-L6-v2", "pooling": "mean"},
+    "vader": {"backend": "vader"},
     "hf_image": {"backend": "hf_image", "model": "google/vit-base-patch16-224-in21k", "batch_size": 8},
     "hf_audio": {"backend": "hf_audio", "model": "facebook/wav2vec2-base", "layer": 6},
     "efficientnet_lite": {"backend": "efficientnet_lite", "image_size": 224},

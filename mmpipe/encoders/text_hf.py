@@ -4,7 +4,9 @@ Config keys: ``model`` (hub id, local directory or ``pkg:<module>``), ``revision
 (``"mean"`` over the attention mask, ``"cls"`` (first token) or ``"max"`` over unmasked tokens),
 ``max_length`` (128), ``batch_size`` (64), ``threads``, ``device`` (``"cpu"``, ``"cuda"`` or
 ``"auto"``), ``normalize`` (False; True scales each vector to unit L2 norm, as
-sentence-transformers' ``Normalize`` module does).
+sentence-transformers' ``Normalize`` module does), ``tweet_normalize`` (False; True maps ``@mentions`` to
+``@user`` and links to ``http`` before tokenising, as the TweetEval / cardiffnlp models expect; see
+``mmpipe.encoders.tweet``).
 
 Texts are tokenised once to get their lengths, grouped into batches of similar length (longest
 first) and padded only to the longest text of each batch; the output is in input order.
@@ -20,6 +22,7 @@ from mmpipe.core.errors import ConfigError
 from mmpipe.encoders.base import register
 from mmpipe.encoders.hf import HFEncoder
 from mmpipe.encoders.resolve import files_digest
+from mmpipe.encoders.tweet import normalize_tweet
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -40,7 +43,7 @@ class HFTextEncoder(HFEncoder):
     modality = "text"
     unit = "text"
     POOLINGS = ("mean", "cls", "max")
-    KEYS = HFEncoder.KEYS | {"pooling", "max_length", "normalize"}
+    KEYS = HFEncoder.KEYS | {"pooling", "max_length", "normalize", "tweet_normalize"}
 
     def __init__(
         self,
@@ -52,6 +55,7 @@ class HFTextEncoder(HFEncoder):
         threads: int | None = None,
         device: str | None = "cpu",
         normalize: bool = False,
+        tweet_normalize: bool = False,
     ) -> None:
         from transformers import AutoTokenizer
 
@@ -61,10 +65,13 @@ class HFTextEncoder(HFEncoder):
             raise ConfigError(f"hf_text: max_length must be >= 2, got {max_length!r}")
         if not isinstance(normalize, bool):
             raise ConfigError(f"hf_text: normalize must be true or false, got {normalize!r}")
+        if not isinstance(tweet_normalize, bool):
+            raise ConfigError(f"hf_text: tweet_normalize must be true or false, got {tweet_normalize!r}")
         super().__init__(model, revision, batch_size, threads, device, decode_workers=1)
         self.pooling = pooling
         self.max_length = int(max_length)
         self.normalize = normalize
+        self.tweet_normalize = tweet_normalize
         max_pos = getattr(self.config, "max_position_embeddings", None)
         if isinstance(max_pos, int) and self.max_length > max_pos:
             raise ConfigError(
@@ -74,16 +81,22 @@ class HFTextEncoder(HFEncoder):
         self._dim = getattr(self.config, "hidden_size", None) or getattr(self.config, "d_model", None)
 
     def fingerprint(self) -> dict[str, Any]:
-        """Backend, model (as configured and resolved), weights digest, tokenisation and pooling."""
+        """Backend, model (as configured and resolved), weights digest, tokenisation and pooling.
+
+        ``tweet_normalize`` is listed only when on, so the fingerprints (and caches) of configs without it stay.
+        """
+        preprocessing: dict[str, Any] = {
+            "tokenizer": type(self.tokenizer).__name__,
+            "tokenizer_files": files_digest(self.model_path, TOKENIZER_FILES),
+            "max_length": self.max_length,
+            "truncation": True,
+            "padding": "longest_in_batch",
+        }
+        if self.tweet_normalize:
+            preprocessing["tweet_normalize"] = True
         return {
             **self.model_fingerprint(),
-            "preprocessing": {
-                "tokenizer": type(self.tokenizer).__name__,
-                "tokenizer_files": files_digest(self.model_path, TOKENIZER_FILES),
-                "max_length": self.max_length,
-                "truncation": True,
-                "padding": "longest_in_batch",
-            },
+            "preprocessing": preprocessing,
             "pooling": self.pooling,
             "normalize": self.normalize,
             "dim": self.dim,
@@ -91,8 +104,9 @@ class HFTextEncoder(HFEncoder):
         }
 
     def inputs(self, items: Sequence[Any]) -> list[str]:
-        """Texts; ``None`` counts as empty."""
-        return ["" if t is None else str(t) for t in items]
+        """Texts (tweet-normalised where configured); ``None`` counts as empty."""
+        texts = ["" if t is None else str(t) for t in items]
+        return [normalize_tweet(t) for t in texts] if self.tweet_normalize else texts
 
     def order(self, texts: list[str]) -> np.ndarray:
         """Longest first (by token count), so that peak memory shows up at once and padding stays short."""
