@@ -327,7 +327,10 @@ def test_e2e_mosi_like_regression(tmp_path):
     val_videos = set(m.filter(pl.col("split") == "val")["group"])
     assert val_videos and not val_videos & set(m.filter(pl.col("split") == "train")["group"])  # carved by video
     s = json.loads((res / "summary.json").read_text())
-    assert s["task"] == "regression" and s["selection_metric"] == "val_mae" and len(s["ablations"]) == 1
+    assert s["task"] == "regression" and s["selection_metric"] == "cv_mae" and len(s["ablations"]) == 1
+    folds = pl.read_parquet(res / "folds.parquet").join(m.select("guid", "group"), on="guid")
+    for r in ("r0", "r1"):  # cross-validation keeps every video in one fold
+        assert folds.group_by("group").agg(pl.col(r).n_unique())[r].max() == 1
     for a in s["ablations"]:
         assert a["test"]["corr"]["mean"] > 0.5 and a["test"]["acc2_has0"]["mean"] > 0.6
     assert s["majority_baseline"]["test"]["corr"] is None
