@@ -338,7 +338,7 @@ class Stack(SklearnHead):
             raise RuntimeError("nothing to save: fit the head first")
         files = []
         with tempfile.TemporaryDirectory(prefix="mmpipe-stack-") as tmp:
-            for j, (spec, head) in enumerate(zip(self.members_, self.member_heads_)):
+            for j, head in enumerate(self.member_heads_):
                 f = Path(tmp) / f"member{j}.pt"
                 head.save(f)
                 files.append(f.read_bytes())
