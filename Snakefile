@@ -18,6 +18,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/heads.smk"
+include: "workflow/rules/model.smk"
 
 
 # Target-only rules: no job of their own, never sent to a cluster.
@@ -33,6 +34,7 @@ rule all:
         rules.decode_report.output,
         rules.ablations.input,
         rules.predictions.input,
+        rules.model.output,
     default_target: True
 
 

@@ -39,3 +39,17 @@ def lab_config() -> dict:
 
     return validate({"data": "x", "layout": "lab", "labels": {"classes": ["negative", "neutral", "positive"]},
                      "encoders": {"text": {"backend": "hf_text"}}})
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A workdir where the real workflow built ``results/demo/model`` and ``predictions.txt`` on a 90-sample demo
+    set with tiny local encoders; the selection is pinned to the neural text+image head, so the bundle also holds
+    a text-only and an image-only fallback."""
+    from workflow import snakemake, tiny_config
+
+    work = tmp_path_factory.mktemp("bundle")
+    tiny_config(work, "demo", shards=2, demo={"n": 90, "seed": 0}, selection={"folds": 3, "repeats": 1},
+                training={"seeds": [0, 1]}, predict={"select": "text+image__concat_mlp"})
+    snakemake(work, "model", "predictions")
+    return work

@@ -24,7 +24,7 @@ ENVS = REPO / "envs"
 TARGET_RULES = {"all", "features", "ablations", "predictions"}
 # which environment each group of rules runs in (issue: one per rule group)
 ENV_OF = {"demo_data": "extract", "manifest": "extract", "extract": "extract", "adapter": "extract", "folds": "heads",
-          "ablation": "heads", "predict": "heads", "decode_report": "report", "summary": "report"}
+          "ablation": "heads", "model": "model", "predict": "model", "decode_report": "report", "summary": "report"}
 
 
 def _snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -252,7 +252,7 @@ def test_env_holds_what_its_rules_import(rules, name):
         modules = third_party_imports(script)
         if rule == "extract":  # encoders are found by name at run time: all of them
             modules |= {m for f in (REPO / "mmpipe/encoders").glob("*.py") for m in third_party_imports(f)}
-        if rule in ("ablation", "predict"):  # heads too
+        if rule in ("ablation", "model", "predict"):  # heads too
             modules |= {m for f in (REPO / "mmpipe/fusion/heads").glob("*.py") for m in third_party_imports(f)}
         for mod in sorted(modules - OPTIONAL):
             owners = {canonicalize_name(d) for d in dists.get(mod, [])}

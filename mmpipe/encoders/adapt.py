@@ -251,10 +251,48 @@ def encode_crossfitted(spec: dict[str, Any], adapter_dirs: Sequence[str | Path],
                  len(dirs))
     if out is None:
         out = np.zeros((0, 0))
-    fingerprint = {"adapted": metas[0]["base_fingerprint"] if metas else None, "settings": settings(spec),
-                   "folds": len(dirs), "adapters": [m["weights"] for m in metas],
-                   "labels": [m["labels"] for m in metas], "features": "pooled vector + head outputs"}
-    return out.astype(np.float32), fingerprint
+    return out.astype(np.float32), crossfit_fingerprint(spec, metas)
+
+
+def crossfit_fingerprint(spec: dict[str, Any], metas: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The fingerprint of a cross-fitted feature set, from its fold adapters' ``adapter.json``."""
+    return {"adapted": metas[0]["base_fingerprint"] if metas else None, "settings": settings(spec),
+            "folds": len(metas), "adapters": [m["weights"] for m in metas],
+            "labels": [m["labels"] for m in metas], "features": "pooled vector + head outputs"}
+
+
+def fingerprint_id(fingerprint: dict[str, Any]) -> str:
+    """The short id of a cross-fitted feature set's fingerprint (as its shards store it)."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class CrossfitEncoder:
+    """New samples through an adapted encoder: the mean over its fold models, as for the test split."""
+
+    def __init__(self, spec: dict[str, Any], adapter_dirs: Sequence[str | Path], threads: int | None = None):
+        self.models = [FoldModel(spec, d, threads) for d in fold_dirs(adapter_dirs)]
+        self.modality = "text"
+        self._fingerprint = crossfit_fingerprint(spec, [m.meta for m in self.models])
+
+    def fingerprint(self) -> dict[str, Any]:
+        return self._fingerprint
+
+    def fingerprint_id(self) -> str:
+        return fingerprint_id(self._fingerprint)
+
+    def base_fingerprint_id(self) -> str:
+        """The installed base encoder's fingerprint (the adapters were trained from ``adapted``)."""
+        return self.models[0].encoder.fingerprint_id()
+
+    def encode(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
+        """Float32 ``(n, dim)``: the fold models' vectors averaged as ``encode_crossfitted`` does."""
+        out: np.ndarray | None = None
+        for model in self.models:
+            vec = model.encode(list(texts), progress=progress)
+            if out is None:
+                out = np.zeros(vec.shape, dtype=np.float64)
+            out += vec / len(self.models)
+        return (out if out is not None else np.zeros((0, 0))).astype(np.float32)
 
 
 def train_from_manifest(name: str, spec: dict[str, Any], manifest_path: str, folds_path: str, fold: int,
@@ -302,7 +340,7 @@ def extract_shard_crossfitted(slice_path: str, name: str, spec: dict[str, Any], 
     guids = df["guid"].to_list()
     vectors, fp = encode_crossfitted(spec, adapter_dirs, guids, df["text"].fill_null("").to_list(), fold_of,
                                      threads, progress)
-    fid = hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    fid = fingerprint_id(fp)
     write_shard(out_path, guids, vectors, {"encoder": name, "fingerprint": fp, "fingerprint_id": fid,
                                            "modality": "text", "dim": int(vectors.shape[1]) if len(guids) else 0})
     log.info("%s: %d cross-fitted vectors of width %d from %s in %.1f s", name, len(guids),

@@ -8,8 +8,9 @@ import numpy as np
 
 from mmpipe.core.atomic import atomic_path, write_text
 from mmpipe.fusion.context import sequence_index, with_context
-from mmpipe.fusion.dataset import SplitData
+from mmpipe.fusion.dataset import Features, SplitData
 from mmpipe.fusion.heads import HEADS, build_head
+from mmpipe.fusion.heads.base import Head
 
 
 def _train_val(d: SplitData, task: str = "classification") -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -26,15 +27,55 @@ def score_tags(scores: np.ndarray, classes: list[str]) -> list[str]:
     return [pos if s >= 0 else neg for s in np.asarray(scores, dtype=np.float64)]
 
 
+def ablation_meta(ablation_dir: str | Path) -> dict:
+    """The ``metrics.json`` of an ablation folder."""
+    return json.loads((Path(ablation_dir) / "metrics.json").read_text(encoding="utf-8"))
+
+
+def context_mode(meta: dict) -> str | None:
+    """The context setting an ablation trained with (``mmpipe.fusion.context``)."""
+    return meta.get("context") or meta.get("params", {}).get("context")
+
+
+def seed_heads(data: SplitData | None, ablation_dir: str | Path, refit: bool) -> list[Head]:
+    """The fitted head of each seed of an ablation, ready to predict.
+
+    ``refit=False`` (and always for a cross-validated ablation, whose saved models are already refitted on all
+    labelled samples): the saved ``model_seed{seed}.pt``. ``refit=True``: each seed's head refitted on train+val
+    WITHOUT validation data, for that seed's best epoch (plus whatever else the seed's fit chose on validation:
+    ``refit_params()``, e.g. late fusion's modality weights or a baseline's C); this needs ``data``.
+    """
+    ablation_dir = Path(ablation_dir)
+    meta = ablation_meta(ablation_dir)
+    refit = refit and not meta.get("cv")
+    cls = HEADS.get(meta["head"])
+    models = [cls.load(ablation_dir / rec.get("model", f"model_seed{int(rec['seed'])}.pt")) for rec in meta["per_seed"]]
+    if not refit:
+        return models
+    if data is None:
+        raise ValueError(f"{ablation_dir}: refitting needs the training data")
+    task = meta.get("task", "classification")
+    d = with_context(data.select(list(meta["modalities"])), context_mode(meta))
+    groups = None
+    if cls.uses_groups:  # train and val groups together (the codes must not collide)
+        gr = None if d.g_train is None or d.g_val is None else np.concatenate([d.g_train, d.g_val])
+        groups = sequence_index(gr, [*d.guids_train, *d.guids_val])
+    refitted = []
+    for model in models:
+        model = build_head(meta["head"], {**model.get_params(), **model.refit_params()})
+        refitted.append(model.fit(*_train_val(d, task), groups=groups))
+    return refitted
+
+
+def head_outputs(models: list[Head], X: Features, groups: np.ndarray | None, regression: bool) -> np.ndarray:
+    """The seeds' mean class probabilities ``(n, n_classes)``, or mean scores ``(n,)`` for regression."""
+    outs = [m.predict(X, groups=groups) if regression else m.predict_proba(X, groups=groups) for m in models]
+    return np.mean(outs, axis=0)
+
+
 def predict(data: SplitData, ablation_dir: Path, refit: bool, out_txt: Path, out_parquet: Path,
             task: str | None = None) -> np.ndarray:
-    """Average the seeds' test probabilities and write ``out_txt`` / ``out_parquet``.
-
-    ``refit=False``: the saved ``model_seed{seed}.pt`` of each seed predict X_test (for a cross-validated
-    ablation these are already refitted on all labelled samples, and ``refit`` is ignored).
-    ``refit=True``: for each seed the head is refitted on train+val WITHOUT validation data, for that
-    seed's best epoch (plus whatever else the seed's fit chose on validation: ``refit_params()``, e.g.
-    late fusion's modality weights or a baseline's C), then predicts X_test.
+    """Average the seeds' test probabilities (``seed_heads``) and write ``out_txt`` / ``out_parquet``.
 
     ``out_txt``: ``guid,tag`` then one line per test guid in the order of ``data.guids_test``;
     ``out_parquet``: columns ``guid``, ``tag`` and ``p_<class>`` per class. Returns the averaged
@@ -46,56 +87,46 @@ def predict(data: SplitData, ablation_dir: Path, refit: bool, out_txt: Path, out
     the ablation's. Context features (``context`` in ``metrics.json``) are added as in training.
     """
     ablation_dir = Path(ablation_dir)
-    meta = json.loads((ablation_dir / "metrics.json").read_text(encoding="utf-8"))
+    meta = ablation_meta(ablation_dir)
     meta_task = meta.get("task", "classification")
     if task is not None and task != meta_task:
         raise ValueError(f"{ablation_dir}: trained for task {meta_task!r}, asked to predict for {task!r}")
     regression = meta_task == "regression"
-    refit = refit and not meta.get("cv")  # cross-validated ablations saved models already refitted on all labels
-    head, modalities = meta["head"], list(meta["modalities"])
     classes = list(data.classes)
     if list(meta.get("classes", classes)) != classes:
         raise ValueError(f"{ablation_dir}: trained on classes {meta['classes']}, data has {classes}")
-    cls = HEADS.get(head)
-    d = with_context(data.select(modalities), meta.get("context") or meta.get("params", {}).get("context"))
+    cls = HEADS.get(meta["head"])
+    d = with_context(data.select(list(meta["modalities"])), context_mode(meta))
     n_test = next(iter(d.X_test.values())).shape[0]
     guids = list(data.guids_test)
     if len(guids) != n_test:
         raise ValueError(f"{len(guids)} test guids but {n_test} test feature rows")
+    groups_test = sequence_index(d.g_test, guids) if cls.uses_groups else None
+    proba = head_outputs(seed_heads(data, ablation_dir, refit), d.X_test, groups_test, regression)
+    write_predictions(guids, proba, classes, regression, out_txt, out_parquet)
+    return proba
 
-    groups_test = groups_fit = None
-    if cls.uses_groups:
-        groups_test = sequence_index(d.g_test, guids)
-        if refit:  # train and val groups together (the codes must not collide)
-            gr = None if d.g_train is None or d.g_val is None else np.concatenate([d.g_train, d.g_val])
-            groups_fit = sequence_index(gr, [*d.guids_train, *d.guids_val])
-    probas = []
-    for rec in meta["per_seed"]:
-        model = cls.load(ablation_dir / rec.get("model", f"model_seed{int(rec['seed'])}.pt"))
-        if refit:
-            model = build_head(head, {**model.get_params(), **model.refit_params()})
-            model.fit(*_train_val(d, meta_task), groups=groups_fit)
-        probas.append(model.predict(d.X_test, groups=groups_test) if regression
-                      else model.predict_proba(d.X_test, groups=groups_test))
-    proba = np.mean(probas, axis=0)
+
+def write_predictions(guids: list[str], out: np.ndarray, classes: list[str], regression: bool, out_txt: Path,
+                      out_parquet: Path) -> None:
+    """``out_txt``: ``guid,tag`` per guid; ``out_parquet``: ``guid``, ``tag`` and ``p_<class>`` (or ``score``)."""
     if regression:
-        return _write_scores(proba, guids, classes, out_txt, out_parquet)
-    if proba.shape != (n_test, len(classes)):
-        raise ValueError(f"probabilities of shape {proba.shape}, expected {(n_test, len(classes))}")
-    tags = [classes[i] for i in proba.argmax(axis=1)]
-
+        _write_scores(out, guids, classes, out_txt, out_parquet)
+        return
+    if out.shape != (len(guids), len(classes)):
+        raise ValueError(f"probabilities of shape {out.shape}, expected {(len(guids), len(classes))}")
+    tags = [classes[i] for i in out.argmax(axis=1)]
     write_text(out_txt, "guid,tag\n" + "".join(f"{g},{t}\n" for g, t in zip(guids, tags)))
     import polars as pl
 
     df = pl.DataFrame({"guid": [str(g) for g in guids], "tag": tags,
-                       **{f"p_{c}": proba[:, i].astype(np.float64) for i, c in enumerate(classes)}})
+                       **{f"p_{c}": out[:, i].astype(np.float64) for i, c in enumerate(classes)}})
     with atomic_path(out_parquet) as tmp:
         df.write_parquet(tmp)
-    return proba
 
 
 def _write_scores(scores: np.ndarray, guids: list[str], classes: list[str], out_txt: Path,
-                  out_parquet: Path) -> np.ndarray:
+                  out_parquet: Path) -> None:
     if scores.shape != (len(guids),):
         raise ValueError(f"scores of shape {scores.shape}, expected {(len(guids),)}")
     tags = score_tags(scores, classes)
@@ -105,4 +136,3 @@ def _write_scores(scores: np.ndarray, guids: list[str], classes: list[str], out_
     df = pl.DataFrame({"guid": [str(g) for g in guids], "tag": tags, "score": scores.astype(np.float64)})
     with atomic_path(out_parquet) as tmp:
         df.write_parquet(tmp)
-    return scores

@@ -48,6 +48,7 @@ DEFAULT_RESOURCES = {
     "adapter": dict(threads=2, mem_mb=6000, runtime=120),
     "ablation": dict(threads=1, mem_mb=2000, runtime=30),
     "summary": dict(threads=1, mem_mb=1000, runtime=5),
+    "model": dict(threads=1, mem_mb=2000, runtime=30),
     "predict": dict(threads=1, mem_mb=2000, runtime=30),
 }
 
@@ -67,6 +68,13 @@ def manifest_config():
     """The config sections the manifest depends on (nothing of stage 2)."""
     keys = ("layout", "layout_options", "labels", "on_bad_sample", "seed", "text", "split", "shards")
     return json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
+
+
+def bundle_config():
+    """What the model bundle keeps of the config: how raw input is read, decoded and encoded."""
+    from mmpipe.inference.bundle import INPUT_SECTIONS
+
+    return {k: config[k] for k in INPUT_SECTIONS if k in config}
 
 
 def shard_slice(wildcards):

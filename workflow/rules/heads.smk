@@ -71,37 +71,8 @@ rule summary:
         "../scripts/summary.py"
 
 
-rule predict:
-    input:
-        summary=rules.summary.output.json,
-        metrics=rules.summary.input,
-        manifest=f"{RES}/manifest.parquet",
-        features=expand(f"{RES}/features/{{encoder}}/{{shard}}.parquet", encoder=ENCODERS, shard=SHARDS),
-    output:
-        txt=report(f"{RES}/predictions.txt", category="Predictions"),
-        parquet=f"{RES}/predictions.parquet",
-    params:
-        refit=config["predict"]["refit"],
-        classes=config["labels"].get("classes"),
-        task=TASK,
-    log:
-        f"{LOGS}/predict.log",
-    threads: res("predict", "threads")
-    resources:
-        mem_mb=res("predict", "mem_mb"),
-        runtime=res("predict", "runtime"),
-    conda:
-        "../../envs/heads.yaml"
-    script:
-        "../scripts/predict.py"
-
-
 rule ablations:
     input:
         expand(f"{RES}/ablations/{{ablation}}/report.md", ablation=ABLATIONS),
         rules.summary.output,
 
-
-rule predictions:
-    input:
-        rules.predict.output,

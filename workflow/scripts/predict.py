@@ -1,17 +1,15 @@
-import json
 from pathlib import Path
 
-from mmpipe.fusion.dataset import load_split_data
-from mmpipe.fusion.predict import predict
+from mmpipe.core.paths import data_root
 from mmpipe.core.runlog import job_log
+from mmpipe.fusion.predict import write_predictions
+from mmpipe.inference.predictor import Predictor, manifest_rows
 
 with job_log(snakemake.log[0]) as log:
-    summary = json.loads(Path(snakemake.input.summary).read_text())
-    chosen = next(a for a in summary["ablations"] if a["name"] == summary["selected"])
-    ablation_dir = Path(snakemake.input.summary).parent / "ablations" / chosen["name"]
-    shards = {m: [f for f in snakemake.input.features if Path(f).parent.name == m] for m in chosen["modalities"]}
-    data = load_split_data(snakemake.input.manifest, shards, snakemake.params.classes)
-    log.info("predicting %d test samples with %s (refit=%s)", len(data.guids_test), chosen["name"],
-             snakemake.params.refit)
-    predict(data, ablation_dir, snakemake.params.refit, Path(snakemake.output.txt), Path(snakemake.output.parquet),
-            task=snakemake.params.get("task", "classification"))
+    predictor = Predictor(snakemake.input.model, threads=snakemake.threads)
+    rows = manifest_rows(snakemake.input.manifest, "test", data_root(snakemake.config))
+    log.info("predicting %d test samples with %s", len(rows), predictor.model["selected"])
+    pred = predictor.predict_rows(rows)
+    log.info("served by %s; cached vectors reused: %s", sorted(set(pred.served_by)), pred.reused)
+    write_predictions(pred.guids, pred.outputs, pred.classes, pred.regression, Path(snakemake.output.txt),
+                      Path(snakemake.output.parquet))
