@@ -237,7 +237,7 @@ class Predictor:
 
         rows, bad = check_samples(samples, self.config)
         if bad and not skip_bad:
-            raise _combined(bad)
+            raise _combined(bad, hint="--skip-bad predicts the others and lists these")
         return self.predict_rows(rows, progress), bad
 
 

@@ -139,13 +139,14 @@ def build(root: str | Path, config: dict[str, Any], threads: int = 1) -> Manifes
     return ManifestResult(manifest=manifest, skipped=skipped, unlisted=read.unlisted)
 
 
-def _combined(problems: list[BadSampleError], limit: int = 20) -> BadSampleError:
+def _combined(problems: list[BadSampleError], limit: int = 20,
+              hint: str = "set on_bad_sample: skip to leave them out") -> BadSampleError:
     if len(problems) == 1:
         return problems[0]
     lines = [str(p) for p in problems[:limit]]
     more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
     first = problems[0]
-    err = BadSampleError(first.file, f"{len(problems)} bad samples (set on_bad_sample: skip to leave them out):\n  "
+    err = BadSampleError(first.file, f"{len(problems)} bad samples ({hint}):\n  "
                          + "\n  ".join(lines) + more)
     return err
 
