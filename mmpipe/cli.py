@@ -70,7 +70,7 @@ def _export(args: argparse.Namespace) -> int:
     from mmpipe.inference.onnx_export import export_bundle
 
     written = export_bundle(Path(args.bundle), Path(args.onnx))
-    print(f"wrote {len(written)} ONNX file(s) to {args.onnx}: {', '.join(p.name for p in written)}")
+    print(f"wrote {args.onnx}: {', '.join(p.name for p in written)}")
     return 0
 
 

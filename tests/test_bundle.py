@@ -147,13 +147,19 @@ def test_encoder_mismatch_names_the_encoder(paths, tmp_path):
     assert "encoder 'text' does not match the bundle" in line and "max_length" in line
 
 
-def test_the_bundle_is_a_cached_target(tiny_bundle, tmp_path):
+def test_a_changed_head_reruns_only_that_head_and_the_bundle(tiny_bundle, tmp_path):
     work = tmp_path / "w"
     shutil.copytree(tiny_bundle, work, symlinks=True)
-    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(work, "-n", "model"))
+    assert planned_jobs(snakemake(work, "model", "predictions")) == []
     config = yaml.safe_load((work / "config.yaml").read_text())
-    config["heads"]["concat_mlp"]["max_epochs"] = 12
+    config["heads"]["concat_mlp"]["hidden"] = 48
     write_config(work, config)
-    jobs = planned_jobs(snakemake(work, "-n", "model"))
-    assert count(jobs, "model") == 1 and count(jobs, "ablation") == 3 and count(jobs, "extract") == 0
-    assert all(wc.get("ablation", "").endswith("concat_mlp") for r, wc in jobs if r == "ablation")
+    jobs = planned_jobs(snakemake(work, "predictions"))
+    ablations = {wc["ablation"] for r, wc in jobs if r == "ablation"}
+    assert ablations == {"text__concat_mlp", "image__concat_mlp", "text+image__concat_mlp"}
+    assert count(jobs, "extract") == 0 and count(jobs, "manifest") == 0
+    assert count(jobs, "summary") == 1 and count(jobs, "model") == 1 and count(jobs, "predict") == 1
+    assert planned_jobs(snakemake(work, "model", "predictions")) == []
+    model = json.loads((work / "results" / "demo" / "model" / "model.json").read_text())
+    assert json.loads((work / "results" / "demo" / "ablations" / "text+image__concat_mlp" / "metrics.json")
+                      .read_text())["params"]["hidden"] == 48 and model["selected"] == "text+image__concat_mlp"

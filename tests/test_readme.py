@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from conftest import REPO, SHARED
@@ -91,3 +92,40 @@ def test_commands_run_in_order(tmp_path):
     assert (res / "predictions.txt").is_file() and (res / "reports" / "decode.md").is_file()
     assert (project / "report.html").stat().st_size > 10_000
     assert (project / "my_demo" / "train.txt").is_file()
+    check_demo_results(res)
+    # the README's `mmpipe predict` on the demo folder: the workflow's tags; the ONNX runtime agrees
+    expected = pl.read_csv(res / "predictions.txt", schema_overrides={"guid": pl.String})
+    for name in ("new.csv", "new_onnx.csv"):
+        got = pl.read_csv(project / name, schema_overrides={"guid": pl.String})
+        assert got.select("guid", "tag").equals(expected), name
+    proc = subprocess.run(["bash", "-c", ". .venv/bin/activate && snakemake --cores 2 all"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stderr[-3000:]
+
+
+def check_demo_results(res: Path) -> None:
+    """The default config on the demo set, offline: every ablation reported, predictions for the test list."""
+    import json
+
+    import yaml
+
+    from mmpipe.core.shards import read_meta
+
+    test_list = pl.read_csv(res / "source" / "test_without_label.txt", schema_overrides={"guid": pl.String})
+    pred = pl.read_csv(res / "predictions.txt", schema_overrides={"guid": pl.String})
+    assert pred.columns == ["guid", "tag"] and pred["guid"].to_list() == test_list["guid"].to_list()
+    classes = yaml.safe_load((REPO / "config.yaml").read_text())["labels"]["classes"]
+    probs = pl.read_parquet(res / "predictions.parquet")
+    p = probs.select([f"p_{c}" for c in classes]).to_numpy()
+    assert abs(p.sum(axis=1) - 1).max() < 1e-5 and [classes[i] for i in p.argmax(axis=1)] == pred["tag"].to_list()
+    assert read_meta(next((res / "features" / "text").glob("*.parquet")))["dim"] == 384
+    assert read_meta(next((res / "features" / "image").glob("*.parquet")))["dim"] == 1280
+    summary = json.loads((res / "summary.json").read_text())
+    names = {a["name"] for a in summary["ablations"]}
+    assert len(names) == 3 * 9 and summary["selected"] in names  # text, image, text+image x every head
+    for name in names:
+        assert (res / "ablations" / name / "report.md").stat().st_size > 0
+        assert (res / "ablations" / name / "confusion.png").exists()
+    decode = json.loads((res / "reports" / "decode.json").read_text())
+    assert len(decode["encodings"]) >= 4 and decode["lossy"] == [] and decode["unlisted_files"] > 0
+    assert json.loads((res / "model" / "model.json").read_text())["selected"] == summary["selected"]

@@ -72,6 +72,10 @@ class Predictor:
         self.threads = threads
         self.runtime = runtime
         self.onnx_dir = Path(onnx_dir) if onnx_dir else self.dir / "onnx"
+        if runtime == "onnx":
+            from mmpipe.inference.onnx_export import check_export
+
+            check_export(self.onnx_dir, self.model)
         self._encoders: dict[str, Any] = {}
         self._heads: dict[str, Any] = {}
         self._lock = threading.Lock()
