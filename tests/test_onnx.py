@@ -77,7 +77,7 @@ def exported(tiny_bundle: Path, tmp_path_factory) -> tuple[Path, Path, dict]:
     out = tmp_path_factory.mktemp("onnx") / "onnx"
     bundle = tiny_bundle / "results/demo/model"
     proc = mmpipe("export", str(bundle), "--onnx", str(out))
-    assert "ONNX file(s)" in proc.stdout
+    assert "onnx.json" in proc.stdout and ".seed0.onnx" in proc.stdout
     return bundle, out, json.loads((out / "onnx.json").read_text(encoding="utf-8"))
 
 
