@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmpipe import __version__
+from mmpipe.core.atomic import umask_mode
 from mmpipe.core.errors import MmpipeError
 from mmpipe.fusion.dataset import SplitData
 from mmpipe.fusion.predict import ablation_meta, context_mode, seed_heads
@@ -201,10 +202,8 @@ def _about(heads: list[dict[str, Any]], encoders: dict[str, dict[str, Any]], tas
 
 def _keep_umask(root: Path) -> None:
     """``mkdtemp`` makes a 0700 folder: give the bundle the permissions the umask asks for."""
-    mask = os.umask(0)
-    os.umask(mask)
     for path in [root, *root.rglob("*")]:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+        os.chmod(path, umask_mode(path.is_dir()))
 
 
 def load_model_json(bundle: str | Path) -> dict[str, Any]:

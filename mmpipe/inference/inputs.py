@@ -16,6 +16,7 @@ from mmpipe.core.errors import BadSampleError, MmpipeError
 from mmpipe.ingest import layouts
 from mmpipe.ingest.layouts.base import RawSample
 from mmpipe.ingest.layouts.lab import MEDIA as BY_SUFFIX
+from mmpipe.ingest.vector_columns import vector_column
 
 # table column -> RawSample field (the first of each group that a table has wins)
 COLUMNS = {"text": ("text",), "text_path": ("text_file", "text_path"), "image_path": ("image", "image_path"),
@@ -139,5 +140,7 @@ def check_samples(samples: list[RawSample], config: dict[str, Any], root: Path |
         for key in MEDIA:
             if row[key] is not None:
                 row[key] = str((base / row[key]).resolve())
+        for field, vec in (s.vectors or {}).items():  # imported vectors (vectors layouts)
+            row[vector_column(field)] = vec
         rows.append(row)
     return rows, bad

@@ -110,8 +110,15 @@ class Predictor:
         return enc
 
     def input_column(self, name: str) -> str:
-        entry = self.model["encoders"][name]
-        return entry["spec"].get("column") or INPUT_COLUMN.get(entry["modality"], "text")
+        """The row field an encoder reads: ``text``, a media path, or an imported ``vector:<field>``."""
+        spec = self.model["encoders"][name]["spec"]
+        if spec.get("column"):
+            return spec["column"]
+        if spec["backend"] == "imported":
+            from mmpipe.ingest.vector_columns import vector_column
+
+            return vector_column(spec["field"])
+        return INPUT_COLUMN.get(self.model["encoders"][name]["modality"], "text")
 
     def _load_cache(self) -> dict[str, dict[str, tuple[str, np.ndarray]]]:
         """encoder -> guid -> (content hash, vector) from the run's shards, where they still match the bundle."""
@@ -146,18 +153,17 @@ class Predictor:
         for name in names:
             entry = self.model["encoders"][name]
             col = self.input_column(name)
-            mask = np.array([r.get(col) is not None for r in rows], dtype=bool)
+            mask = np.zeros(len(rows), dtype=bool)
             out = np.full((len(rows), int(entry["dim"])), np.nan, dtype=np.float32)
             cached = self._cache.get(name, {})
             todo = []
             for i, r in enumerate(rows):
-                if not mask[i]:
-                    continue
                 hit = cached.get(r["guid"])
                 if hit is not None and hit[0] == r["content_hash"]:
-                    out[i] = hit[1]
-                else:
+                    out[i], mask[i] = hit[1], True
+                elif r.get(col) is not None:
                     todo.append(i)
+                    mask[i] = True
             if todo:
                 vec = self.encoder(name).encode([rows[i][col] for i in todo], progress=progress)
                 if vec.shape[1] != out.shape[1]:
