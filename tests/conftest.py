@@ -44,12 +44,19 @@ def lab_config() -> dict:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A workdir where the real workflow built ``results/demo/model`` and ``predictions.txt`` on a 90-sample demo
-    set with tiny local encoders; the selection is pinned to the neural text+image head, so the bundle also holds
-    a text-only and an image-only fallback."""
-    from workflow import snakemake, tiny_config
+    set with tiny local encoders, plus ``text_ft``: the tiny text model adapted with LoRA per fold (3 folds,
+    cross-fitted). The selection is pinned to the neural text+image head, so the bundle also holds the best head
+    of every other modality set (text, image, text_ft, text_ft+image) as fallbacks."""
+    from workflow import snakemake, tiny_config, write_config
 
     work = tmp_path_factory.mktemp("bundle")
-    tiny_config(work, "demo", shards=2, demo={"n": 90, "seed": 0}, selection={"folds": 3, "repeats": 1},
-                training={"seeds": [0, 1]}, predict={"select": "text+image__concat_mlp"})
+    config = tiny_config(work, "demo", shards=2, demo={"n": 90, "seed": 0}, selection={"folds": 3, "repeats": 1},
+                         training={"seeds": [0, 1]}, predict={"select": "text+image__concat_mlp"},
+                         ablations={"modalities": [["text"], ["image"], ["text", "image"], ["text_ft"],
+                                                   ["text_ft", "image"]]})
+    config["encoders"]["text_ft"] = {**config["encoders"]["text"], "max_length": 16,
+                                     "adapt": {"method": "lora", "r": 4, "alpha": 8, "epochs": 1, "batch_size": 8,
+                                               "lr": 5e-3}}
+    write_config(work, config)
     snakemake(work, "model", "predictions")
     return work

@@ -107,25 +107,31 @@ def test_dora_and_full_fine_tuning_train_and_encode(tmp_path, model_dir, method)
     assert meta["n_train"] == len(pl.read_parquet(folds).filter(pl.col("r0") != 0))
 
 
-def test_workflow_trains_one_adapter_per_fold_and_heads_never_retrain_it(tmp_path):
-    """A real Snakemake run: adapters are fold targets; changing a head reruns no adapter and no extraction."""
-    config = tiny_config(tmp_path, "demo", shards=2, demo={"n": 90, "seed": 0},
-                         selection={"folds": 3, "repeats": 1}, ablations={"modalities": [["text_ft"], ["text_ft", "image"]]})
-    config["encoders"]["text_ft"] = _spec(tmp_path / "models" / "text", epochs=1)
-    config["heads"] = {"logreg": {}, "svm": {}}
+def test_workflow_trains_one_adapter_per_fold_and_heads_never_retrain_it(tiny_bundle, tmp_path):
+    """A real Snakemake run (the shared bundle fixture): adapters are fold targets, the bundle carries them, and
+    changing a head reruns no adapter and no extraction."""
+    import shutil
+
+    import yaml
+
     from workflow import write_config
 
-    write_config(tmp_path, config)
-    snakemake(tmp_path, "predictions")
+    res = tiny_bundle / "results/demo"
     for k in range(3):
-        assert (tmp_path / f"results/demo/adapters/text_ft/fold{k}/adapter.json").exists()
-    guids, X, meta = read_shards(sorted((tmp_path / "results/demo/features/text_ft").glob("*.parquet")))
+        assert (res / f"adapters/text_ft/fold{k}/adapter.json").exists()
+    guids, X, meta = read_shards(sorted((res / "features/text_ft").glob("*.parquet")))
     assert X.shape[1] == 32 + 3 and meta["fingerprint"]["folds"] == 3
-    metrics = json.loads((tmp_path / "results/demo/ablations/text_ft+image__logreg/metrics.json").read_text())
+    metrics = json.loads((res / "ablations/text_ft+image__logreg/metrics.json").read_text())
     assert metrics["cv"]["macro_f1"]["mean"] > 0 and len(metrics["folds"]) == 3
+    model = json.loads((res / "model/model.json").read_text())
+    assert [json.loads((res / "model" / a / "adapter.json").read_text())["fold"]
+            for a in model["encoders"]["text_ft"]["adapters"]] == [0, 1, 2]
+    work = tmp_path / "w"
+    shutil.copytree(tiny_bundle, work, symlinks=True)
+    config = yaml.safe_load((work / "config.yaml").read_text())
     config["heads"]["logreg"] = {"C": 0.5}
-    write_config(tmp_path, config)
-    jobs = planned_jobs(snakemake(tmp_path, "predictions", "-n"))
+    write_config(work, config)
+    jobs = planned_jobs(snakemake(work, "predictions", "-n"))
     assert count(jobs, "adapter") == 0 and count(jobs, "extract") == 0
     assert count(jobs, "ablation", ablation="text_ft+image__logreg") == 1
-    assert count(jobs, "ablation", ablation="text_ft+image__svm") == 0
+    assert count(jobs, "ablation", ablation="text_ft+image__concat_mlp") == 0

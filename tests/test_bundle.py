@@ -44,7 +44,8 @@ def test_bundle_says_what_it_holds(paths):
     heads = {h["ablation"]: h for h in model["heads"]}
     assert list(heads)[0] == "text+image__concat_mlp"
     # one fallback per other modality set: the best-ranked ablation on it
-    assert sorted(tuple(h["modalities"]) for h in model["heads"][1:]) == [("image",), ("text",)]
+    assert sorted(tuple(h["modalities"]) for h in model["heads"][1:]) == [("image",), ("text",), ("text_ft",),
+                                                                        ("text_ft", "image")]
     for h in model["heads"]:
         assert h["seeds"] == [0, 1] and all((bundle / f).is_file() for f in h["files"])
     for h in model["heads"][1:]:
@@ -101,7 +102,7 @@ def test_inputs_tables_files_and_formats(paths, tmp_path):
 def test_a_missing_modality_is_served_by_a_fallback(paths, tmp_path):
     bundle, source, _ = paths
     model = json.loads((bundle / "model.json").read_text())
-    text_head = next(h["ablation"] for h in model["heads"] if h["modalities"] == ["text"])
+    text_head = next(h["ablation"] for h in model["heads"] if set(h["modalities"]) <= {"text", "text_ft"})
     image_head = next(h["ablation"] for h in model["heads"] if h["modalities"] == ["image"])
     table = tmp_path / "partial.jsonl"
     table.write_text(json.dumps({"guid": "t", "text": "what a lovely day"}) + "\n"
@@ -133,6 +134,19 @@ def test_bad_input_gets_one_clear_line(paths, tmp_path):
     assert "cannot read image" in out["error"][1]
 
 
+def test_new_samples_of_an_adapted_encoder_get_the_mean_over_its_fold_adapters(paths):
+    """Without the cache, the bundle's adapted encoder gives the test samples the vectors the workflow gave them."""
+    from mmpipe.core.shards import read_shards
+    from mmpipe.inference.predictor import Predictor, manifest_rows
+
+    bundle, source, res = paths
+    rows = manifest_rows(res / "manifest.parquet", "test", source)
+    fresh, _ = Predictor(bundle, use_cache=False).features(rows, {"text_ft": list(range(len(rows)))})
+    guids, X, _ = read_shards(sorted((res / "features" / "text_ft").glob("*.parquet")))
+    cached = dict(zip(guids, X))
+    assert abs(fresh["text_ft"] - [cached[r["guid"]] for r in rows]).max() < 1e-5
+
+
 def test_encoder_mismatch_names_the_encoder(paths, tmp_path):
     bundle, source, _ = paths
     other = tmp_path / "model"
@@ -156,8 +170,8 @@ def test_a_changed_head_reruns_only_that_head_and_the_bundle(tiny_bundle, tmp_pa
     write_config(work, config)
     jobs = planned_jobs(snakemake(work, "predictions"))
     ablations = {wc["ablation"] for r, wc in jobs if r == "ablation"}
-    assert ablations == {"text__concat_mlp", "image__concat_mlp", "text+image__concat_mlp"}
-    assert count(jobs, "extract") == 0 and count(jobs, "manifest") == 0
+    assert ablations == {f"{m}__concat_mlp" for m in ("text", "image", "text+image", "text_ft", "text_ft+image")}
+    assert count(jobs, "extract") == 0 and count(jobs, "manifest") == 0 and count(jobs, "adapter") == 0
     assert count(jobs, "summary") == 1 and count(jobs, "model") == 1 and count(jobs, "predict") == 1
     assert planned_jobs(snakemake(work, "model", "predictions")) == []
     model = json.loads((work / "results" / "demo" / "model" / "model.json").read_text())

@@ -1,4 +1,4 @@
-"""Stage 1 cache behaviour, on real Snakemake runs over a generated lab-layout set of 300 samples in 8 shards."""
+"""Stage 1 cache behaviour, on real Snakemake runs over a generated lab-layout set of 200 samples in 4 shards."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ pytestmark = pytest.mark.slow
 def built(tmp_path_factory):
     """A workdir whose features were extracted once."""
     work = tmp_path_factory.mktemp("cache")
-    make_demo(work / "mydata", n=300, seed=3)
-    tiny_config(work, "mydata")
+    make_demo(work / "mydata", n=200, seed=3)
+    tiny_config(work, "mydata", shards=4)
     proc = snakemake(work, "features")
     jobs = planned_jobs(proc)
-    assert count(jobs, "extract") == 16 and count(jobs, "manifest") == 1
+    assert count(jobs, "extract") == 8 and count(jobs, "manifest") == 1
     return work
 
 
@@ -60,11 +60,11 @@ def test_new_samples_rerun_only_their_shards(work):
 
     before = {p: p.stat().st_mtime_ns for p in (work / "results/mydata/features").rglob("*.parquet")}
     old = listed()
-    make_demo(work / "mydata", n=303, seed=3)
+    make_demo(work / "mydata", n=203, seed=3)
     new_guids = listed() - old
     assert len(new_guids) == 3 and old <= listed()
     jobs = planned_jobs(snakemake(work, "features"))
-    expected = {f"{shard_of(g, 8):03d}" for g in new_guids}
+    expected = {f"{shard_of(g, 4):03d}" for g in new_guids}
     for encoder in ("text", "image"):
         ran = {wc["shard"] for r, wc in jobs if r == "extract" and wc["encoder"] == encoder}
         assert ran == expected and len(ran) <= 3
@@ -82,7 +82,7 @@ def test_text_max_length_reruns_only_text_extraction(work):
     config["encoders"]["text"]["max_length"] = 16
     write_config(work, config)
     jobs = planned_jobs(snakemake(work, "features", "-n"))
-    assert count(jobs, "extract", encoder="text") == 8
+    assert count(jobs, "extract", encoder="text") == 4
     assert count(jobs, "extract", encoder="image") == 0 and count(jobs, "manifest") == 0
 
 

@@ -27,11 +27,11 @@ from workflow import snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.slurm
 
-SHARDS = 4
+SHARDS = 2
 ENCODERS = ("text", "image")
 # Expected SLURM jobs for `predictions`: text+image x the tiny config's 2 heads (logreg, concat_mlp) = 2 ablations.
 EXPECTED = {"demo_data": 1, "manifest": 1, "folds": 1, "extract": SHARDS * len(ENCODERS), "ablation": 2, "summary": 1,
-            "predict": 1}
+            "model": 1, "predict": 1}
 RUN_LIMIT_S = 600  # the SLURM run, under `timeout -k 10`; measured here: well under 3 minutes
 
 

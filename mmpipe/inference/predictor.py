@@ -145,33 +145,38 @@ class Predictor:
             out[name] = {g: (hashes.get(g), X[i]) for i, g in enumerate(guids)}
         return out
 
-    def features(self, rows: list[dict[str, Any]], names: list[str], progress: bool = False
-                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, int]]:
-        """Per encoder: the ``(n, dim)`` vectors of the rows (NaN where a row lacks the encoder's input), a mask
-        of the rows that have one, and how many were reused from the cache."""
-        X, have, reused = {}, {}, {}
-        for name in names:
-            entry = self.model["encoders"][name]
+    def _cached(self, name: str, row: dict[str, Any]) -> np.ndarray | None:
+        hit = self._cache.get(name, {}).get(row["guid"])
+        return hit[1] if hit is not None and hit[0] == row.get("content_hash") else None
+
+    def available(self, rows: list[dict[str, Any]], name: str) -> np.ndarray:
+        """Which rows have encoder ``name``'s input (or its cached vector)."""
+        col = self.input_column(name)
+        return np.array([r.get(col) is not None or self._cached(name, r) is not None for r in rows], dtype=bool)
+
+    def features(self, rows: list[dict[str, Any]], need: dict[str, list[int]], progress: bool = False
+                 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Per encoder: ``(n, dim)`` vectors of the rows in ``need[encoder]`` (cached where the guid and content
+        hash match, else encoded in one batched call; NaN for the other rows), and how many were reused."""
+        X, reused = {}, {}
+        for name, idx in need.items():
             col = self.input_column(name)
-            mask = np.zeros(len(rows), dtype=bool)
-            out = np.full((len(rows), int(entry["dim"])), np.nan, dtype=np.float32)
-            cached = self._cache.get(name, {})
+            out = np.full((len(rows), int(self.model["encoders"][name]["dim"])), np.nan, dtype=np.float32)
             todo = []
-            for i, r in enumerate(rows):
-                hit = cached.get(r["guid"])
-                if hit is not None and hit[0] == r["content_hash"]:
-                    out[i], mask[i] = hit[1], True
-                elif r.get(col) is not None:
+            for i in idx:
+                vec = self._cached(name, rows[i])
+                if vec is not None:
+                    out[i] = vec
+                else:
                     todo.append(i)
-                    mask[i] = True
             if todo:
                 vec = self.encoder(name).encode([rows[i][col] for i in todo], progress=progress)
                 if vec.shape[1] != out.shape[1]:
                     raise MmpipeError(f"encoder {name!r} gave vectors of width {vec.shape[1]}, the bundle's heads "
                                       f"take {out.shape[1]}")
                 out[todo] = vec
-            X[name], have[name], reused[name] = out, mask, int(mask.sum()) - len(todo)
-        return X, have, reused
+            X[name], reused[name] = out, len(idx) - len(todo)
+        return X, reused
 
     # --- heads ----------------------------------------------------------------------------------------
     def heads(self, entry: dict[str, Any]) -> list[Any]:
@@ -211,7 +216,7 @@ class Predictor:
     def _predict_rows(self, rows: list[dict[str, Any]], progress: bool) -> Predictions:
         heads = self.model["heads"]
         names = sorted({m for e in heads for m in e["modalities"]})
-        X, have, reused = self.features(rows, names, progress)
+        have = {name: self.available(rows, name) for name in names}
         served: list[int | None] = []
         for i in range(len(rows)):
             served.append(next((k for k, e in enumerate(heads) if all(have[m][i] for m in e["modalities"])), None))
@@ -223,6 +228,11 @@ class Predictor:
             raise MmpipeError(f"{len(refused)} sample(s) lack a modality that every head of the bundle needs: "
                               f"{detail}{more}; see missing_modalities in {self.dir / 'model.json'}")
         n = len(rows)
+        need: dict[str, list[int]] = {}
+        for i, k in enumerate(served):
+            for m in heads[k]["modalities"]:  # type: ignore[index]
+                need.setdefault(m, []).append(i)
+        X, reused = self.features(rows, need, progress)  # only what the serving heads take
         out = np.zeros((n,) if self.regression else (n, len(self.classes)), dtype=np.float64)
         for k, entry in enumerate(heads):
             idx = [i for i in range(n) if served[i] == k]
