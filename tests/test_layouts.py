@@ -321,7 +321,7 @@ def write_table(path: Path, header: list[str], rows: list[list], encoding: str =
 
 
 def test_table_single_file_with_split_and_id(tmp_path):
-    rows = [[f"u{i}", f"text number {i}", ["joy", "anger", "neutral"][i % 3], ["train", "dev", "test"][i % 3]]
+    rows = [[f"u{i}", f"text number {i}", ["joy", "anger", "neutral"][i // 3 % 3], ["train", "dev", "test"][i % 3]]
             for i in range(12)]
     write_table(tmp_path / "emotions.csv", ["id", "text", "label", "split"], rows)
     read = layouts.get("table").read(tmp_path, config("table"))

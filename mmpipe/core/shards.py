@@ -12,8 +12,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmpipe.core.atomic import atomic_path
+from mmpipe.core.errors import MmpipeError
 
 META_KEY = b"mmpipe"
+
+
+class ShardError(MmpipeError):
+    """A feature shard that cannot be used as it is (non-finite vectors, unreadable, foreign)."""
 
 
 def write_shard(path: str | Path, guids: Sequence[str], vectors: np.ndarray, meta: dict[str, Any]) -> None:
@@ -22,6 +27,10 @@ def write_shard(path: str | Path, guids: Sequence[str], vectors: np.ndarray, met
     import pyarrow.parquet as pq
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    bad = _non_finite(vectors, list(guids))
+    if bad:
+        raise ShardError(f"encoder {meta.get('encoder')!r} gave NaN or infinite vectors for {bad} in {path}; "
+                         "nothing was written")
     dim = int(vectors.shape[1]) if vectors.ndim == 2 else int(meta["dim"])
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
     table = pa.table({"guid": pa.array(list(guids), type=pa.string()),
@@ -29,6 +38,15 @@ def write_shard(path: str | Path, guids: Sequence[str], vectors: np.ndarray, met
     table = table.replace_schema_metadata({META_KEY: json.dumps({**meta, "dim": dim}, sort_keys=True).encode()})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+
+
+def _non_finite(X: np.ndarray, guids: list[str]) -> str | None:
+    """The samples (count and first guids) whose vectors hold NaN or infinite values; None when all are finite."""
+    if X.size == 0 or np.isfinite(X).all():
+        return None
+    bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
+    names = ", ".join(str(guids[i]) for i in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return f"{len(bad)} sample(s) ({names})"
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -46,16 +64,26 @@ def read_shards(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray, dic
     blocks: list[np.ndarray] = []
     meta: dict[str, Any] | None = None
     for p in paths:
-        table = pq.read_table(p)
-        m = json.loads(table.schema.metadata[META_KEY])
+        try:
+            table = pq.read_table(p)
+            m = json.loads(table.schema.metadata[META_KEY])
+        except Exception as exc:  # truncated or foreign files raise ArrowInvalid, OSError, KeyError, ...
+            raise ShardError(f"{p}: not a readable mmpipe feature shard ({type(exc).__name__}: {exc}); delete it "
+                             "and rerun the workflow to rebuild it") from exc
         if meta is None:
             meta = m
         elif m.get("fingerprint") != meta.get("fingerprint"):
             raise ValueError(f"{p}: made by a different encoder than {paths[0]}; rerun extraction")
         dim = m["dim"]
         vec = table.column("vector").combine_chunks()
-        blocks.append(vec.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False))
-        guids += table.column("guid").to_pylist()
+        block = vec.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+        shard_guids = table.column("guid").to_pylist()
+        bad = _non_finite(block, shard_guids)
+        if bad:
+            raise ShardError(f"{p} (encoder {m.get('encoder')!r}) holds NaN or infinite vectors for {bad}; "
+                             "delete it and rerun the workflow to rebuild it")
+        blocks.append(block)
+        guids += shard_guids
     if meta is None:
         raise ValueError("no feature shards given")
     X = np.concatenate(blocks) if blocks else np.zeros((0, meta["dim"]), np.float32)

@@ -3,10 +3,20 @@
 The chain, first success wins unless noted:
 
 1. a byte-order mark (UTF-8, UTF-16, UTF-32);
+0. bytes that are not text at all (NUL bytes without a UTF-16/32 byte-order mark, or more than 10 % control
+   bytes) are flagged ``binary`` (and lossy): the manifest refuses them as bad samples;
+1. a byte-order mark (UTF-8, UTF-16, UTF-32);
 2. strict UTF-8;
-3. chardet's guess, when its confidence is at least ``min_confidence`` and the bytes decode strictly with it;
+3. chardet's guess, when its confidence is at least ``min_confidence``; a less sure multi-byte CJK guess
+   (Shift-JIS, EUC-JP, EUC-KR, Big5, GB18030: chardet's distribution analysis tells them apart even on a short
+   tweet whose confidence stays low) is tried after the fallbacks, where it wins only by reading more plausibly
+   (Big5 read as GB18030 is full of characters outside GB2312), so the configured fallbacks stay the data set's
+   prior (MVSA's Japanese tweets are GBK, which chardet takes for EUC-JP); each only when it decodes strictly;
 4. the configured fallbacks, in order, strict;
 5. UTF-8 with replacement characters, flagged ``lossy=True``.
+
+Every reading must also be plausible (:func:`implausibility` per character at most ``MAX_IMPLAUSIBILITY``);
+when the best strict reading is not, it is kept but flagged ``lossy``: mojibake is never reported clean.
 
 Steps 3 and 4 form one ranked list of candidates (chardet's guess first). Single-byte codecs such as
 cp1252 and latin-1 decode *any* bytes, and CJK codecs decode many Western byte strings too, so a candidate
@@ -32,6 +42,11 @@ from mmpipe.core.errors import BadSampleError
 log = logging.getLogger(__name__)
 
 DEFAULT_FALLBACKS: tuple[str, ...] = ("gb18030", "cp1252", "latin-1")
+CJK_MULTIBYTE = frozenset({"gb18030", "gbk", "gb2312", "big5", "big5hkscs", "cp950", "shift_jis", "cp932", "euc_jp",
+                           "euc_kr", "cp949", "iso2022_jp", "iso2022_kr"})
+MAX_IMPLAUSIBILITY = 0.5  # per character; clean text scores 0, wrong-codec readings of Western text about 0.7-1
+# C0 control bytes that plain text does not hold (tab, newline, form feed, carriage return and escape aside)
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
 GB18030_FAMILY = frozenset({"gb18030", "gbk", "gb2312", "hz"})
 _ALIASES = {"iso8859-1": "latin-1"}  # codecs.lookup's name for latin-1; reports read better with the common one
 _BOMS: tuple[tuple[bytes, str], ...] = (
@@ -49,7 +64,8 @@ class Decoded:
 
     text: str  # NFC-normalised
     encoding: str  # normalised codec name actually used, e.g. "utf-8", "gb18030", "cp1252", "latin-1"
-    lossy: bool  # True only for the last-resort decode with replacement characters
+    lossy: bool  # True when no reading is clean: replacement characters, or no plausible reading
+    binary: str | None = None  # why the bytes are not text at all (NUL bytes, control bytes); then lossy too
 
     @property
     def family(self) -> str:
@@ -158,11 +174,15 @@ def implausibility(text: str) -> float:
                 glued = (left.isascii() and left.isalnum()) + (right.isascii() and right.isalnum())
                 score += (0, 1, 3)[glued]
             for c in run:
+                if 0xAC00 <= ord(c) <= 0xD7A3 or 0x3040 <= ord(c) <= 0x30FF:
+                    continue  # Hangul syllables and kana: outside GB2312, but what Korean and Japanese are made of
                 if not _in_gb2312(c):  # GBK-extension pairs: what a Western high byte + ASCII byte forms
                     if not unicodedata.category(c).startswith("L"):
                         score += 1
                     elif len(run) <= 2:
                         score += 1
+        elif all(0x370 <= ord(c) <= 0x4FF and c.isalpha() for c in run):
+            pass  # a Greek or Cyrillic word (GBK carries both scripts; latin-1 and cp1252 readings never make them)
         else:
             score += sum(_ODD_LATIN1.get(c, 0.0) for c in run)
             if len(run) >= 2:
@@ -190,25 +210,46 @@ def _from_bom(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-def _chardet_guess(data: bytes, min_confidence: float) -> str | None:
+def _chardet_guess(data: bytes) -> tuple[str, float] | None:
     import chardet  # imported lazily: only non-UTF-8 input needs it
 
     result = chardet.detect(data)
     enc, conf = result.get("encoding"), result.get("confidence") or 0.0
-    if not enc or conf < min_confidence:
+    if not enc:
         return None
     try:
-        return normalize_codec(enc)
+        return normalize_codec(enc), float(conf)
     except LookupError:
         return None
 
 
+def binary_reason(data: bytes) -> str | None:
+    """Why ``data`` is not text (NUL bytes, a high share of control bytes), or None."""
+    if not data or any(data.startswith(bom) for bom, codec in _BOMS if codec in ("utf-16", "utf-32")):
+        return None
+    nul = data.count(0)
+    if nul:
+        return f"{nul} NUL byte(s) in {len(data)}"
+    ctrl = len(data) - len(data.translate(None, _CONTROL_BYTES))
+    if ctrl > 0.1 * len(data):
+        return f"{ctrl} control bytes in {len(data)}"
+    return None
+
+
+def plausible(text: str) -> bool:
+    """Whether ``text`` reads as text in its codec (:func:`implausibility` per character)."""
+    return implausibility(text) <= MAX_IMPLAUSIBILITY * max(len(text), 1)
+
+
 def _result(text: str, encoding: str, lossy: bool = False) -> Decoded:
-    return Decoded(unicodedata.normalize("NFC", text), encoding, lossy)
+    return Decoded(unicodedata.normalize("NFC", text), encoding, lossy or not plausible(text))
 
 
 def _decode(data: bytes, fallbacks: Sequence[str], min_confidence: float, source: str | None) -> Decoded:
     data = bytes(data)
+    binary = binary_reason(data)
+    if binary is not None:
+        return Decoded(data.decode("utf-8", errors="replace"), "binary", True, binary)
     bom = _from_bom(data)
     if bom is not None:
         return _result(*bom)
@@ -218,9 +259,11 @@ def _decode(data: bytes, fallbacks: Sequence[str], min_confidence: float, source
         pass
 
     names: list[str] = []
-    guess = _chardet_guess(data, min_confidence)
-    if guess is not None and not guess.startswith("utf-8"):
-        names.append(guess)
+    guess, conf = _chardet_guess(data) or ("utf-8", 0.0)
+    if guess.startswith("utf-8") or (conf < min_confidence and guess not in CJK_MULTIBYTE):
+        guess = None
+    elif conf >= min_confidence:
+        names.append(guess)  # ranked first: it wins ties
     for fb in fallbacks:
         try:
             name = normalize_codec(fb)
@@ -229,6 +272,8 @@ def _decode(data: bytes, fallbacks: Sequence[str], min_confidence: float, source
             continue
         if name not in names:
             names.append(name)
+    if guess is not None and guess not in names:
+        names.append(guess)  # a faint CJK guess: it wins only by reading more plausibly than the fallbacks
     candidates = [(name, text) for name in names if (text := _strict(data, name)) is not None]
     if candidates:
         scores = [implausibility(text) for _, text in candidates]
@@ -252,7 +297,8 @@ def decode_bytes(data: bytes, fallbacks: Sequence[str] = DEFAULT_FALLBACKS,
 
 def decode_file(path: str | os.PathLike, fallbacks: Sequence[str] = DEFAULT_FALLBACKS,
                 min_confidence: float = 0.8) -> Decoded:
-    """Read and decode a file; raises BadSampleError (naming the file) only if it cannot be read."""
+    """Read and decode a file; raises BadSampleError (naming the file) only if it cannot be read. A file that is
+    not text comes back with ``binary`` set (the manifest refuses it)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:

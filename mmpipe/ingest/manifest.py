@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,16 @@ class ManifestResult:
     manifest: pl.DataFrame
     skipped: list[BadSampleError]
     unlisted: list[str]
+    multi_frame: list[str] = field(default_factory=list)  # images with several frames: their first is encoded
 
 
-def _check_image(path: Path) -> None:
+def _check_image(path: Path) -> int:
+    """Open and decode ``path``; returns its frame count (an animated GIF is encoded from its first frame)."""
     with Image.open(path) as im:
+        frames = int(getattr(im, "n_frames", 1) or 1)
         im.draft("RGB", (64, 64))  # JPEG: decode at reduced scale, still reads every byte
         im.load()
+    return frames
 
 
 def _check_sample(s: RawSample, config: dict[str, Any], root: Path) -> dict[str, Any]:
@@ -70,6 +74,8 @@ def _check_sample(s: RawSample, config: dict[str, Any], root: Path) -> dict[str,
         h.update(data)
         dec = decode_file(s.text_path, fallbacks=tuple(text_cfg.get("fallback_encodings", ())),
                           min_confidence=text_cfg.get("chardet_min_confidence", 0.8))
+        if dec.binary is not None:
+            raise BadSampleError(problem=f"guid {s.guid}: {s.text_path} is not text ({dec.binary})", **where)
         row.update(text=dec.text, text_encoding=dec.encoding, text_lossy=dec.lossy)
     if row["text"] is not None:
         row["text"] = clean_text(row["text"], **text_cfg.get("clean", {}))
@@ -88,7 +94,7 @@ def _check_sample(s: RawSample, config: dict[str, Any], root: Path) -> dict[str,
             raise BadSampleError(problem=f"guid {s.guid}: {path} is empty", **where)
         if key == "image_path":
             try:
-                _check_image(path)
+                row["frames"] = _check_image(path)
             except Exception as exc:  # PIL raises many types for corrupt files
                 raise BadSampleError(problem=f"guid {s.guid}: cannot read image {path}: {exc}", **where) from exc
         elif key in ("audio_path", "video_path"):
@@ -126,6 +132,13 @@ def build(root: str | Path, config: dict[str, Any], threads: int = 1) -> Manifes
     if bad and fail:
         raise _combined(bad)
     skipped += bad
+    test_lists = {s.source for s in read.samples if s.split == "test"}
+    lost = [p for p in skipped if p.file in test_lists]
+    if lost:
+        raise _combined(lost, hint="a test sample cannot be left out: the predictions need a row for every guid "
+                                   "of the test list; fix these") if len(lost) > 1 else BadSampleError(
+            lost[0].file, f"{lost[0].problem} (a test sample cannot be left out: the predictions need a row for "
+                          "every guid of the test list)", line=lost[0].line, guid=lost[0].guid)
     rows = [r for r in results if not isinstance(r, BadSampleError)]
 
     val_fraction = config.get("split", {}).get("val_fraction", 0.15)
@@ -134,9 +147,45 @@ def build(root: str | Path, config: dict[str, Any], threads: int = 1) -> Manifes
     for r in rows:
         if carve and r["split"] == "train" and is_validation(r["guid"], r["label"], val_fraction, seed, r["group"]):
             r["split"] = "val"
+    check_splits(rows, config, root)
+    multi = sorted(r["image_path"] for r in rows if r.pop("frames", 1) > 1)
+    if multi:
+        log.warning("%d image(s) have several frames (animated); each is encoded from its first frame: %s",
+                    len(multi), ", ".join(multi[:10]) + (" ..." if len(multi) > 10 else ""))
     manifest = pl.DataFrame(rows, schema=SCHEMA, orient="row")
     manifest = with_vectors(manifest, read.samples)  # vector:<field> columns, for the shard slices only
-    return ManifestResult(manifest=manifest, skipped=skipped, unlisted=read.unlisted)
+    return ManifestResult(manifest=manifest, skipped=skipped, unlisted=read.unlisted, multi_frame=multi)
+
+
+def check_splits(rows: list[dict[str, Any]], config: dict[str, Any], root: Path) -> None:
+    """Splits a run can learn from: labelled training samples, a validation split where one is used, every class
+    with training samples (a class seen only in validation or test cannot be learnt). A class with fewer than 3
+    training samples is a warning."""
+    import collections
+
+    labels = config.get("labels", {})
+    if labels.get("scheme") == "regression":
+        if not any(r["split"] == "train" for r in rows):
+            raise BadSampleError(root, "no training samples: the train list is empty (or every sample was skipped)")
+        return
+    counts = {sp: collections.Counter(r["label"] for r in rows if r["split"] == sp and r["label"] is not None)
+              for sp in ("train", "val", "test")}
+    n_train = sum(counts["train"].values())
+    if n_train == 0:
+        raise BadSampleError(root, "no labelled training samples: the train list is empty (or every sample was "
+                                   f"skipped); {sum(r['split'] == 'test' for r in rows)} test samples")
+    if config.get("selection", {}).get("method") == "split" and not counts["val"]:
+        raise BadSampleError(root, f"selection.method: split needs a validation split, but none was carved from the "
+                                   f"{n_train} training samples (raise split.val_fraction, or use selection.method: cv)")
+    for sp in ("val", "test"):
+        unseen = sorted(set(counts[sp]) - set(counts["train"]))
+        if unseen:
+            raise BadSampleError(root, f"class(es) {', '.join(unseen)} have {', '.join(str(counts[sp][c]) for c in unseen)} "
+                                       f"{sp} sample(s) but none in train: a head cannot learn them")
+    rare = {c: n for c, n in counts["train"].items() if n < 3}
+    if rare:
+        log.warning("%s: class(es) with fewer than 3 training samples: %s", root,
+                    ", ".join(f"{c} ({n})" for c, n in sorted(rare.items())))
 
 
 def _combined(problems: list[BadSampleError], limit: int = 20,
@@ -176,5 +225,5 @@ def write(result: ManifestResult, manifest_path: str | Path, shard_paths: list[s
             changed.append(i)
     problems = [{"file": p.file, "line": p.line, "guid": p.guid, "problem": p.problem} for p in result.skipped]
     write_text(log_path, json.dumps({"skipped": problems, "unlisted": result.unlisted,
-                                     "rewritten_shards": changed}, indent=1))
+                                     "multi_frame_images": result.multi_frame, "rewritten_shards": changed}, indent=1))
     return changed

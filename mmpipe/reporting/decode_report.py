@@ -31,6 +31,7 @@ def decode_report(manifest_path: str | Path, problems_path: str | Path, out_md: 
     problems = json.loads(Path(problems_path).read_text())
     summary["skipped"] = problems["skipped"]
     summary["unlisted_files"] = len(problems["unlisted"])
+    summary["multi_frame_images"] = problems.get("multi_frame_images", [])
     lines = ["# Decode report", "",
              f"{summary['samples']} samples in the manifest ({', '.join(f'{k}: {v}' for k, v in summary['splits'].items())}); "
              f"{summary['texts']} text files decoded.", "",
@@ -43,6 +44,9 @@ def decode_report(manifest_path: str | Path, problems_path: str | Path, out_md: 
     lines += ["", f"**Skipped samples**: {len(summary['skipped'])}"]
     lines += [f"- `{Path(p['file']).name}:{p['line']}` {p['problem']}" for p in summary["skipped"]]
     lines += ["", f"**Files in the data folder that no list names** (not encoded): {summary['unlisted_files']}"]
+    lines += ["", f"**Images with several frames** (animated; encoded from their first frame): "
+                  f"{len(summary['multi_frame_images'])}"]
+    lines += [f"- `{p}`" for p in summary["multi_frame_images"]]
     write_text(out_md, "\n".join(lines) + "\n")
     write_text(out_json, json.dumps(summary, indent=1, ensure_ascii=False))
     return summary

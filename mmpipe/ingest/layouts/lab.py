@@ -27,10 +27,30 @@ def source_files(root: Path) -> list[str]:
     return [f for f in files if os.path.exists(f)]
 
 
+def plain_name_problem(guid: str) -> str | None:
+    """Why ``guid`` cannot name files in ``data/`` (a path, a hidden or special name), or None."""
+    if guid in (".", "..") or guid.startswith(".") or any(c in guid for c in "/\\\0:") or guid != guid.strip():
+        return f"guid {guid!r} is not a plain file name (it would read files outside data/ or hidden ones)"
+    return None
+
+
+def read_list_text(path: Path) -> str:
+    """A list file's text, through the same decoding chain as the tweets (Excel saves "Unicode text" as
+    UTF-16); an undecodable list is an error naming it."""
+    from mmpipe.ingest.decode import decode_file
+
+    dec = decode_file(path)
+    if dec.lossy:
+        raise BadSampleError(path, "the list is not readable text in any known encoding")
+    return dec.text
+
+
 def _read_list(path: Path, split: str, classes: list[str] | None, problems: list[BadSampleError]):
     if not path.exists():
-        raise BadSampleError(path, "list file is missing")
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+        what = "the data folder" if not path.parent.is_dir() else "the list file"
+        raise BadSampleError(path, f"{what} is missing" + (f" ({path.parent} does not exist)"
+                                                           if not path.parent.is_dir() else ""))
+    lines = read_list_text(path).splitlines()
     if not lines or [c.strip().lower() for c in lines[0].split(",")] != ["guid", "tag"]:
         raise BadSampleError(path, f"expected the header 'guid,tag', found {lines[0][:60]!r}" if lines
                              else "file is empty; expected the header 'guid,tag'", line=1)
@@ -42,6 +62,10 @@ def _read_list(path: Path, split: str, classes: list[str] | None, problems: list
             problems.append(BadSampleError(path, f"expected 'guid,tag', found {raw!r}", line=n))
             continue
         guid, tag = parts
+        unsafe = plain_name_problem(guid)
+        if unsafe:
+            problems.append(BadSampleError(path, unsafe, line=n, guid=guid))
+            continue
         label = None
         if split == "train":
             if classes is not None and tag not in classes:
@@ -72,6 +96,7 @@ def read(root: Path, config: dict[str, Any]) -> LayoutRead:
 
     data = root / "data"
     unlisted: set[str] = set()
+    ambiguous: set[str] = set()
     if data.is_dir():
         for entry in os.scandir(data):
             stem, ext = os.path.splitext(entry.name)
@@ -79,9 +104,17 @@ def read(root: Path, config: dict[str, Any]) -> LayoutRead:
             if not entry.is_file() or field_name is None:
                 continue
             if stem in seen:
-                setattr(seen[stem], field_name, Path(entry.path).resolve())
+                s = seen[stem]
+                other = getattr(s, field_name)
+                if other is not None:
+                    ambiguous.add(stem)
+                    problems.append(BadSampleError(entry.path, f"guid {stem} has two {field_name.split('_')[0]} "
+                                                               f"files, {other.name} and {entry.name}: keep one",
+                                                   line=None, guid=stem))
+                setattr(s, field_name, Path(entry.path).resolve())
             else:
                 unlisted.add(entry.name)
+    samples = [s for s in samples if s.guid not in ambiguous]
     for s in samples:  # the lab layout needs text and image for every sample
         if s.text_path is None:
             s.text_path = (data / f"{s.guid}.txt").resolve()
