@@ -94,3 +94,15 @@ def test_deleted_shard_is_rebuilt_alone(work):
     assert jobs == [("extract", {"encoder": "image", "shard": "003"})]
     assert victim.exists()
     assert all(p.stat().st_mtime_ns == t for p, t in others.items())
+
+
+def test_truncated_shard_is_detected_and_rebuilt_alone(work):
+    victim = work / "results/mydata/features/text/001.parquet"
+    good = victim.read_bytes()
+    others = {p: p.read_bytes() for p in (work / "results/mydata/features").rglob("*.parquet") if p != victim}
+    victim.write_bytes(good[: len(good) // 2])  # e.g. a copy cut short by a full disk
+    proc = snakemake(work, "features")
+    assert f"{victim.relative_to(work)} was unreadable" in proc.stderr
+    assert planned_jobs(proc) == [("extract", {"encoder": "text", "shard": "001"})]
+    assert victim.read_bytes() == good  # rebuilt to the same bytes
+    assert all(p.read_bytes() == b for p, b in others.items())

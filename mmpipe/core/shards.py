@@ -88,3 +88,21 @@ def read_shards(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray, dic
         raise ValueError("no feature shards given")
     X = np.concatenate(blocks) if blocks else np.zeros((0, meta["dim"]), np.float32)
     return guids, X, meta
+
+
+def remove_unreadable(root: str | Path) -> list[tuple[Path, str]]:
+    """Delete the feature shards under ``root`` (``<encoder>/<i>.parquet``) whose Parquet footer or mmpipe
+    metadata cannot be read (a truncated or foreign file), so that the workflow rebuilds exactly those; returns
+    (path, why) per removed shard. Reads footers only: cheap enough for every planning run."""
+    import pyarrow.parquet as pq
+
+    removed = []
+    for path in sorted(Path(root).glob("*/*.parquet")):
+        try:
+            meta = pq.read_metadata(path)
+            if META_KEY not in (meta.metadata or {}):
+                raise ValueError("no mmpipe metadata: not written by an mmpipe encoder")
+        except Exception as exc:  # ArrowInvalid, OSError, ValueError: all mean the same here
+            path.unlink()
+            removed.append((path, f"{type(exc).__name__}: {exc}"))
+    return removed

@@ -15,6 +15,7 @@ from mmpipe.checks import check_config
 from mmpipe.core.errors import MmpipeError
 from mmpipe.core.paths import data_root, dataset_name, is_demo
 from mmpipe.core.registry import PLUGINS_ENV
+from mmpipe.core.shards import remove_unreadable
 from mmpipe.fusion.grid import ablation_grid
 from mmpipe.ingest import layouts
 
@@ -30,6 +31,9 @@ except MmpipeError as exc:
 DEMO = is_demo(config)
 DS = dataset_name(config)
 RES = f"results/{DS}"
+# A truncated or foreign feature shard (a killed copy, a full disk) is removed now, so that its job reruns.
+for _path, _why in remove_unreadable(f"{RES}/features"):
+    print(f"mmpipe: {_path} was unreadable ({_why}); removed, it will be rebuilt", file=sys.stderr)
 LOGS = f"logs/{DS}"
 DATA_ROOT = str(data_root(config))
 SHARDS = [f"{i:03d}" for i in range(config["shards"])]
