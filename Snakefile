@@ -40,3 +40,7 @@ rule all:
 
 onsuccess:
     print_digest()
+
+
+onerror:
+    print_job_errors()

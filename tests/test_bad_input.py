@@ -203,3 +203,25 @@ def test_outputs_keep_the_umask(tmp_path):
         assert (tmp_path / "g.txt").stat().st_mode & 0o777 == 0o664
     finally:
         os.umask(old)
+
+
+def test_a_failed_run_ends_with_the_mmpipe_error(tmp_path):
+    """A real Snakemake run on a folder with a binary text: the console is short, its last lines hold the one-line
+    mmpipe error (the traceback is in the job's log), and no manifest that looks complete is left."""
+    import yaml
+
+    from conftest import REPO
+    from workflow import snakemake, write_config
+
+    root = _lab(tmp_path / "lab")
+    binary_text(root)
+    write_config(tmp_path, {**yaml.safe_load((REPO / "config.yaml").read_text()), "data": str(root)})
+    proc = snakemake(tmp_path, "predictions", "--workflow-profile", str(REPO / "profiles" / "default"), check=False)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and len(console) < 5000, console
+    tail = console.strip().splitlines()[-6:]
+    assert any(line.startswith("mmpipe: ") and "3.txt is not text" in line and "train.txt:" in line
+               for line in tail), tail
+    assert "Traceback" not in console
+    assert "Traceback" in (tmp_path / "logs" / "lab" / "manifest.log").read_text()
+    assert not (tmp_path / "results" / "lab" / "manifest.parquet").exists()

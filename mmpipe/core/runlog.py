@@ -20,6 +20,8 @@ def job_log(path: str | Path | None) -> Iterator[logging.Logger]:
         yield logging.getLogger("mmpipe")
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    error_file = error_path(path)
+    error_file.unlink(missing_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         handler = logging.StreamHandler(fh)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
@@ -29,13 +31,33 @@ def job_log(path: str | Path | None) -> Iterator[logging.Logger]:
         sys.stderr = fh
         try:
             yield logging.getLogger("mmpipe")
-        except MmpipeError as exc:
-            logging.getLogger("mmpipe").error("%s", exc)
+        except MmpipeError as exc:  # the user's to fix: the message on the console, the traceback in the log
+            logging.getLogger("mmpipe").exception("%s", exc)
             print(f"mmpipe error: {exc}", file=console)
-            raise
+            error_file.write_text(f"{exc}\n", encoding="utf-8")  # repeated at the end of the run (print_errors)
+            raise SystemExit(1) from None
         except Exception:
             logging.getLogger("mmpipe").exception("job failed")
             raise
         finally:
             sys.stderr = console
             root.removeHandler(handler)
+
+
+def error_path(log_path: str | Path) -> Path:
+    """Where a job that failed on bad input leaves its one-line error, beside its log."""
+    return Path(log_path).with_suffix(".error")
+
+
+def print_errors(logs_dir: str | Path, since: float, limit: int = 5) -> None:
+    """Print the errors that jobs of this run left (``job_log``), last on the console: ``mmpipe: ...``."""
+    found = sorted((p for p in Path(logs_dir).rglob("*.error") if p.stat().st_mtime >= since),
+                   key=lambda p: p.stat().st_mtime)
+    for p in found[:limit]:
+        text = p.read_text(encoding="utf-8").strip()
+        lines = text.splitlines()
+        print(f"mmpipe: {lines[0]}" + ("".join(f"\n  {line.strip()}" for line in lines[1:8])
+                                       + (f"\n  ... ({len(lines) - 8} more lines in {p})" if len(lines) > 8 else "")),
+              file=sys.stderr)
+    if len(found) > limit:
+        print(f"mmpipe: ... and {len(found) - limit} more failed job(s); see their logs", file=sys.stderr)

@@ -1,5 +1,6 @@
 import json
 import os
+import time
 import re
 import sys
 from pathlib import Path
@@ -111,6 +112,16 @@ def extract_gpu(wildcards):
     gpu, device = config.get("gpu", {}), str(config["encoders"][wildcards.encoder].get("device", "cpu"))
     wanted = gpu.get("enabled") or device.startswith("cuda")
     return dict(gpu=gpu.get("count", 1), gpu_model=gpu.get("model"), slurm_extra=gpu.get("slurm_extra")) if wanted else {}
+
+
+RUN_STARTED = time.time()
+
+
+def print_job_errors():
+    """The end of a failed run: the one-line mmpipe errors of the jobs that failed on bad input."""
+    from mmpipe.core.runlog import print_errors
+
+    print_errors(LOGS, RUN_STARTED - 1)
 
 
 def print_digest():
