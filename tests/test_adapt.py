@@ -13,7 +13,7 @@ from mmpipe.core.shards import read_shards
 from mmpipe.encoders.adapt import encode_crossfitted, settings, train_from_manifest
 from mmpipe.fusion.cv import write_folds
 from tiny_models import tiny_text_model
-from workflow import count, planned_jobs, snakemake, tiny_config
+from workflow import count, planned_jobs, snakemake
 
 WORDS = {"positive": "good great happy love nice", "negative": "bad sad awful hate terrible",
          "neutral": "okay fine neutral the day"}

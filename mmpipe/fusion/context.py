@@ -102,3 +102,18 @@ def sequence_index(groups: np.ndarray | None, guids: list[str] | None = None) ->
         prev = code[i]
         pos[i] = k
     return np.stack([code, pos], axis=1)
+
+
+def group_layout(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``seq`` (n, 2) [group code, position] -> (``index`` (G, L) row ids padded with -1, ``lengths`` (G,))."""
+    seq = np.asarray(seq, dtype=np.int64)
+    if seq.ndim != 2 or seq.shape[1] != 2:
+        raise ValueError(f"groups must be an (n, 2) array [group code, position], got shape {seq.shape}")
+    if not len(seq):
+        return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.lexsort((np.arange(len(seq)), seq[:, 1], seq[:, 0]))
+    codes, starts, lengths = np.unique(seq[order, 0], return_index=True, return_counts=True)
+    index = np.full((len(codes), int(lengths.max())), -1, dtype=np.int64)
+    for g, (s, n) in enumerate(zip(starts, lengths)):
+        index[g, :n] = order[s:s + n]
+    return index, lengths.astype(np.int64)

@@ -25,13 +25,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from mmpipe import __version__
-from mmpipe.core.atomic import umask_mode
+from mmpipe.core.atomic import atomic_dir
 from mmpipe.core.errors import MmpipeError
 from mmpipe.fusion.dataset import SplitData
 from mmpipe.fusion.predict import ablation_meta, context_mode, seed_heads
@@ -91,8 +90,7 @@ def build_bundle(summary_path: str | Path, config: dict[str, Any], encoder_meta:
         raise MmpipeError(f"{summary_path}: no feature metadata for encoder(s) {', '.join(missing)}")
     data = load_data(list(members[0]["modalities"])) if load_data is not None else None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         heads = []
         for e in members:
             adir = summary_path.parent / "ablations" / e["name"]
@@ -128,7 +126,6 @@ def build_bundle(summary_path: str | Path, config: dict[str, Any], encoder_meta:
                     entry["adapters"].append(rel)
             encoders[name] = entry
         task = summary.get("task", "classification")
-        labels = config.get("labels", {})
         model = {
             "format": FORMAT,
             "mmpipe_version": __version__,
@@ -150,12 +147,6 @@ def build_bundle(summary_path: str | Path, config: dict[str, Any], encoder_meta:
         (tmp / "config.json").write_text(json.dumps({k: config.get(k) for k in INPUT_SECTIONS if k in config},
                                                     indent=1, default=str) + "\n", encoding="utf-8")
         (tmp / "model.json").write_text(json.dumps(model, indent=1, default=str) + "\n", encoding="utf-8")
-        _keep_umask(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return model
 
 
@@ -198,12 +189,6 @@ def _about(heads: list[dict[str, Any]], encoders: dict[str, dict[str, Any]], tas
     lines.append("A sample that lacks a modality is predicted by the best ablation that does without it, "
                  "or refused when there is none (missing_modalities).")
     return lines
-
-
-def _keep_umask(root: Path) -> None:
-    """``mkdtemp`` makes a 0700 folder: give the bundle the permissions the umask asks for."""
-    for path in [root, *root.rglob("*")]:
-        os.chmod(path, umask_mode(path.is_dir()))
 
 
 def load_model_json(bundle: str | Path) -> dict[str, Any]:

@@ -37,9 +37,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -49,7 +46,9 @@ from typing import Any
 import numpy as np
 
 from mmpipe import __version__
+from mmpipe.core.atomic import atomic_dir
 from mmpipe.core.errors import MmpipeError
+from mmpipe.fusion.context import group_layout
 
 FORMAT = 1
 OPSET = 17
@@ -601,18 +600,17 @@ def export_bundle(bundle: str | Path, out: str | Path) -> list[Path]:
     import onnxruntime as ort
 
     from mmpipe.fusion.heads.base import HEADS
-    from mmpipe.inference.bundle import _keep_umask, load_model_json
+    from mmpipe.inference.bundle import load_model_json
 
     bundle, out = Path(bundle), Path(out)
     model = load_model_json(bundle)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / INDEX).is_file())):
         raise MmpipeError(f"{out}: exists and is not an mmpipe ONNX export (no {INDEX}); give a new or empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     files: list[dict[str, Any]] = []
     written: list[str] = []
     skipped: dict[str, str] = {}
-    try:
+    with atomic_dir(out) as tmp:
         for entry in model["heads"]:
             ablation, name = entry["ablation"], entry["head"]
             for seed, rel in zip(entry["seeds"], entry["files"]):
@@ -675,12 +673,6 @@ def export_bundle(bundle: str | Path, out: str | Path) -> list[Path]:
         }
         (tmp / INDEX).write_text(json.dumps(index, indent=1, default=str) + "\n", encoding="utf-8")
         written.append(INDEX)
-        _keep_umask(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return [out / f for f in written]
 
 
@@ -709,21 +701,6 @@ def _session_options(threads: int | None = None) -> Any:
     if threads:
         so.intra_op_num_threads = int(threads)
     return so
-
-
-def _group_layout(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``mmpipe.fusion.heads.context_gru.group_layout`` (kept here so the runtime needs no torch)."""
-    seq = np.asarray(seq, dtype=np.int64)
-    if seq.ndim != 2 or seq.shape[1] != 2:
-        raise ValueError(f"groups must be an (n, 2) array [group code, position], got shape {seq.shape}")
-    if not len(seq):
-        return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
-    order = np.lexsort((np.arange(len(seq)), seq[:, 1], seq[:, 0]))
-    codes, starts, lengths = np.unique(seq[order, 0], return_index=True, return_counts=True)
-    index = np.full((len(codes), int(lengths.max())), -1, dtype=np.int64)
-    for g, (s, n) in enumerate(zip(starts, lengths)):
-        index[g, :n] = order[s:s + n]
-    return index, lengths.astype(np.int64)
 
 
 class OnnxHead:
@@ -804,7 +781,7 @@ class OnnxHead:
                              "(see mmpipe.fusion.context.sequence_index)")
         if len(groups) != n:
             raise ValueError(f"{len(groups)} group entries for {n} rows")
-        index, lengths = _group_layout(groups)
+        index, lengths = group_layout(groups)
         out = np.zeros(shape)
         for length in np.unique(lengths):  # groups of one length together: no padding
             rows = index[lengths == length, :length]

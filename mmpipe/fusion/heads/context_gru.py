@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmpipe.fusion.context import group_layout
 from mmpipe.fusion.heads.base import register
 from mmpipe.fusion.heads.neural import MLP, NeuralHead
 
@@ -42,21 +43,6 @@ class ContextGRUModule(nn.Module):
         c, _ = self.gru(packed)
         c, _ = nn.utils.rnn.pad_packed_sequence(c, batch_first=True, total_length=z.shape[1])
         return self.out(torch.cat([z, c], dim=2))
-
-
-def group_layout(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``seq`` (n, 2) [group code, position] -> (``index`` (G, L) row ids padded with -1, ``lengths`` (G,))."""
-    seq = np.asarray(seq, dtype=np.int64)
-    if seq.ndim != 2 or seq.shape[1] != 2:
-        raise ValueError(f"groups must be an (n, 2) array [group code, position], got shape {seq.shape}")
-    if not len(seq):
-        return np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
-    order = np.lexsort((np.arange(len(seq)), seq[:, 1], seq[:, 0]))
-    codes, starts, lengths = np.unique(seq[order, 0], return_index=True, return_counts=True)
-    index = np.full((len(codes), int(lengths.max())), -1, dtype=np.int64)
-    for g, (s, n) in enumerate(zip(starts, lengths)):
-        index[g, :n] = order[s:s + n]
-    return index, lengths.astype(np.int64)
 
 
 @register("context_gru")
