@@ -44,16 +44,15 @@ def lab_config() -> dict:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A workdir where the real workflow built ``results/demo/model`` and ``predictions.txt`` on a 90-sample demo
-    set with tiny local encoders, plus ``text_ft``: the tiny text model adapted with LoRA per fold (3 folds,
+    set with tiny local encoders, plus ``text_ft``: the tiny text model adapted with LoRA per fold (2 folds,
     cross-fitted). The selection is pinned to the neural text+image head, so the bundle also holds the best head
-    of every other modality set (text, image, text_ft, text_ft+image) as fallbacks."""
+    of every other modality set (text, image, text_ft) as fallbacks."""
     from workflow import snakemake, tiny_config, write_config
 
     work = tmp_path_factory.mktemp("bundle")
-    config = tiny_config(work, "demo", shards=2, demo={"n": 90, "seed": 0}, selection={"folds": 3, "repeats": 1},
+    config = tiny_config(work, "demo", shards=2, demo={"n": 90, "seed": 0}, selection={"folds": 2, "repeats": 1},
                          training={"seeds": [0, 1]}, predict={"select": "text+image__concat_mlp"},
-                         ablations={"modalities": [["text"], ["image"], ["text", "image"], ["text_ft"],
-                                                   ["text_ft", "image"]]})
+                         ablations={"modalities": [["text"], ["image"], ["text", "image"], ["text_ft"]]})
     config["encoders"]["text_ft"] = {**config["encoders"]["text"], "max_length": 16,
                                      "adapt": {"method": "lora", "r": 4, "alpha": 8, "epochs": 1, "batch_size": 8,
                                                "lr": 5e-3}}
