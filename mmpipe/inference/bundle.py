@@ -132,7 +132,7 @@ def build_bundle(summary_path: str | Path, config: dict[str, Any], encoder_meta:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "dataset": summary_path.parent.name,
             "task": task,
-            "classes": None if data is None and task == "regression" else _classes(summary_path, data),
+            "classes": list(data.classes) if data is not None else _classes(summary_path),
             "score_range": _score_range(data) if task == "regression" else None,
             "selected": members[0]["name"],
             "selected_by": summary.get("selected_by"),
@@ -150,9 +150,8 @@ def build_bundle(summary_path: str | Path, config: dict[str, Any], encoder_meta:
     return model
 
 
-def _classes(summary_path: Path, data: SplitData | None) -> list[str] | None:
-    if data is not None:
-        return list(data.classes)
+def _classes(summary_path: Path) -> list[str] | None:
+    """The classes the ablations were trained on (their ``metrics.json``)."""
     for e in json.loads(summary_path.read_text(encoding="utf-8"))["ablations"]:
         meta = ablation_meta(summary_path.parent / "ablations" / e["name"])
         if meta.get("classes"):

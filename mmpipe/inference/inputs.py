@@ -126,12 +126,12 @@ def check_samples(samples: list[RawSample], config: dict[str, Any], root: Path |
     from mmpipe.ingest.manifest import MEDIA, _check_sample
 
     rows, bad, seen = [], [], set()
+    base = root or Path("/")
     for s in samples:
         if s.guid in seen:
             bad.append(BadSampleError(s.source, f"duplicate guid {s.guid}", line=s.line, guid=s.guid))
             continue
         seen.add(s.guid)
-        base = root or Path("/")
         try:
             row = _check_sample(s, config, base)
         except BadSampleError as exc:

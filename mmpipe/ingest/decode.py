@@ -236,13 +236,15 @@ def binary_reason(data: bytes) -> str | None:
     return None
 
 
-def plausible(text: str) -> bool:
-    """Whether ``text`` reads as text in its codec (:func:`implausibility` per character)."""
-    return implausibility(text) <= MAX_IMPLAUSIBILITY * max(len(text), 1)
+def plausible(text: str, score: float | None = None) -> bool:
+    """Whether ``text`` reads as text in its codec (:func:`implausibility` per character; ``score``: that
+    implausibility, when already known)."""
+    return (implausibility(text) if score is None else score) <= MAX_IMPLAUSIBILITY * max(len(text), 1)
 
 
-def _result(text: str, encoding: str, lossy: bool = False) -> Decoded:
-    return Decoded(unicodedata.normalize("NFC", text), encoding, lossy or not plausible(text))
+def _result(text: str, encoding: str, lossy: bool = False, score: float | None = None) -> Decoded:
+    """``score``: the text's :func:`implausibility`, when already known."""
+    return Decoded(unicodedata.normalize("NFC", text), encoding, lossy or not plausible(text, score))
 
 
 def _decode(data: bytes, fallbacks: Sequence[str], min_confidence: float, source: str | None) -> Decoded:
@@ -258,12 +260,9 @@ def _decode(data: bytes, fallbacks: Sequence[str], min_confidence: float, source
     except UnicodeDecodeError:
         pass
 
-    names: list[str] = []
     guess, conf = _chardet_guess(data) or ("utf-8", 0.0)
-    if guess.startswith("utf-8") or (conf < min_confidence and guess not in CJK_MULTIBYTE):
-        guess = None
-    elif conf >= min_confidence:
-        names.append(guess)  # ranked first: it wins ties
+    sure = conf >= min_confidence and not guess.startswith("utf-8")
+    names: list[str] = [guess] if sure else []  # ranked first: it wins ties
     for fb in fallbacks:
         try:
             name = normalize_codec(fb)
@@ -272,7 +271,7 @@ def _decode(data: bytes, fallbacks: Sequence[str], min_confidence: float, source
             continue
         if name not in names:
             names.append(name)
-    if guess is not None and guess not in names:
+    if not sure and guess in CJK_MULTIBYTE and guess not in names:
         names.append(guess)  # a faint CJK guess: it wins only by reading more plausibly than the fallbacks
     candidates = [(name, text) for name in names if (text := _strict(data, name)) is not None]
     if candidates:
@@ -281,7 +280,7 @@ def _decode(data: bytes, fallbacks: Sequence[str], min_confidence: float, source
         codec, text = candidates[best]
         if codec == "cp1252" and "latin-1" in names and not any(0x80 <= b <= 0x9F for b in data):
             codec = "latin-1"  # identical text; report the narrower charset
-        return _result(text, codec)
+        return _result(text, codec, score=scores[best])
 
     log.warning("%s: no encoding decodes it strictly; decoded as UTF-8 with replacement characters",
                 source or "text")

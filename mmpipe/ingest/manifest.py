@@ -134,10 +134,10 @@ def build(root: str | Path, config: dict[str, Any], threads: int = 1) -> Manifes
     test_lists = {s.source for s in read.samples if s.split == "test"}
     lost = [p for p in skipped if p.file in test_lists]
     if lost:
-        raise _combined(lost, hint="a test sample cannot be left out: the predictions need a row for every guid "
-                                   "of the test list; fix these") if len(lost) > 1 else BadSampleError(
-            lost[0].file, f"{lost[0].problem} (a test sample cannot be left out: the predictions need a row for "
-                          "every guid of the test list)", line=lost[0].line, guid=lost[0].guid)
+        why = "a test sample cannot be left out: the predictions need a row for every guid of the test list"
+        if len(lost) == 1:
+            raise BadSampleError(lost[0].file, f"{lost[0].problem} ({why})", line=lost[0].line, guid=lost[0].guid)
+        raise _combined(lost, hint=f"{why}; fix these")
     rows = [r for r in results if not isinstance(r, BadSampleError)]
 
     val_fraction = config.get("split", {}).get("val_fraction", 0.15)
