@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
+import numpy as np
 import polars as pl
 import pytest
 
+from mmpipe.core.shards import read_shards
 from mmpipe.ingest.demo import make_demo
 from mmpipe.ingest.split import shard_of
 from workflow import count, planned_jobs, snakemake, tiny_config, write_config
@@ -53,26 +56,77 @@ def test_stage2_setting_plans_no_extraction(work):
     assert count(jobs, "ablation") > 0
 
 
-def test_new_samples_rerun_only_their_shards(work):
-    def listed() -> set[str]:
-        return {g for f in ("train.txt", "test_without_label.txt")
-                for g in pl.read_csv(work / "mydata" / f, schema_overrides={"guid": pl.String})["guid"]}
+def listed(work) -> set[str]:
+    return {g for f in ("train.txt", "test_without_label.txt")
+            for g in pl.read_csv(work / "mydata" / f, schema_overrides={"guid": pl.String})["guid"]}
 
-    before = {p: p.stat().st_mtime_ns for p in (work / "results/mydata/features").rglob("*.parquet")}
-    old = listed()
-    make_demo(work / "mydata", n=203, seed=3)
-    new_guids = listed() - old
-    assert len(new_guids) == 3 and old <= listed()
-    jobs = planned_jobs(snakemake(work, "features"))
-    expected = {f"{shard_of(g, 2):03d}" for g in new_guids}
-    for encoder in ("text", "image"):
-        ran = {wc["shard"] for r, wc in jobs if r == "extract" and wc["encoder"] == encoder}
-        assert ran == expected and len(ran) <= 2
-    after = {p: p.stat().st_mtime_ns for p in before}
-    changed = {p.stem for p, t in after.items() if t != before[p]}
-    assert changed == expected
-    feats = pl.concat([pl.read_parquet(p) for p in (work / "results/mydata/features/text").glob("*.parquet")])
-    assert new_guids <= set(feats["guid"]) and feats.height == len(old) + 3
+
+def features(work, encoder: str) -> dict[str, np.ndarray]:
+    guids, X, _ = read_shards(sorted((work / "results/mydata/features" / encoder).glob("*.parquet")))
+    return dict(zip(guids, X))
+
+
+def clear_logs(work) -> None:
+    for log in (work / "logs/mydata/extract").rglob("*.log"):
+        log.unlink()
+
+
+def encoded_reused(work, encoder: str) -> tuple[int, int]:
+    """The "encoded N, reused M" counts of the extraction jobs that ran since ``clear_logs``, summed."""
+    counts = [tuple(map(int, m.groups())) for log in (work / "logs/mydata/extract" / encoder).glob("*.log")
+              for m in re.finditer(r"encoded (\d+), reused (\d+)", log.read_text())]
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
+def test_new_samples_cost_only_themselves(work):
+    """Add 3 samples, then 1% more: only they are encoded; kept vectors keep their bytes, and every vector matches
+    a from-scratch extraction of the grown set."""
+    before = {enc: features(work, enc) for enc in ("text", "image")}
+    for n, added in ((203, 3), (205, 2)):  # 3 samples, then 1% of 200
+        old = listed(work)
+        clear_logs(work)
+        make_demo(work / "mydata", n=n, seed=3)
+        new_guids = listed(work) - old
+        assert len(new_guids) == added
+        jobs = planned_jobs(snakemake(work, "features"))
+        expected = {f"{shard_of(g, 2):03d}" for g in new_guids}
+        for enc in ("text", "image"):
+            assert {wc["shard"] for r, wc in jobs if r == "extract" and wc["encoder"] == enc} == expected
+            assert encoded_reused(work, enc)[0] == added  # the job logs: "encoded N, reused M"
+            after = features(work, enc)
+            assert set(after) == listed(work)
+            for g, v in before[enc].items():
+                assert after[g].tobytes() == v.tobytes(), g
+    # the same grown set from scratch: the new vectors agree to 1e-5
+    fresh = work.parent / "fresh"
+    shutil.copytree(work / "mydata", fresh / "mydata")
+    shutil.copytree(work / "models", fresh / "models")
+    shutil.copy(work / "config.yaml", fresh / "config.yaml")
+    snakemake(fresh, "features")
+    for enc in ("text", "image"):
+        grown, scratch = features(work, enc), features(fresh, enc)
+        assert set(grown) == set(scratch)
+        assert max(float(np.abs(grown[g] - scratch[g]).max()) for g in grown) < 1e-5
+
+
+def test_changed_and_removed_samples(work):
+    """A changed text is re-encoded (and seen by planning, though raw files are not rule inputs); a sample taken
+    off its list disappears from the features."""
+    train = work / "mydata" / "train.txt"
+    lines = train.read_text().splitlines(keepends=True)
+    changed, removed = (line.split(",")[0] for line in lines[1:3])
+    (work / "mydata" / "data" / f"{changed}.txt").write_text("a completely different tweet", encoding="utf-8")
+    train.write_text("".join(line for line in lines if not line.startswith(f"{removed},")))
+    plan = planned_jobs(snakemake(work, "features", "-n"))
+    assert count(plan, "manifest") == 1
+    before = features(work, "text")
+    clear_logs(work)
+    snakemake(work, "features")
+    after = features(work, "text")
+    assert removed not in after and set(after) == set(before) - {removed}
+    assert after[changed].tobytes() != before[changed].tobytes()
+    assert all(after[g].tobytes() == before[g].tobytes() for g in after if g != changed)
+    assert encoded_reused(work, "text")[0] == 1
 
 
 def test_text_max_length_reruns_only_text_extraction(work):

@@ -331,18 +331,24 @@ def extract_shard_crossfitted(slice_path: str, name: str, spec: dict[str, Any], 
     """The feature shard of an adapted encoder (``mmpipe.encoders.extract`` for ``adapt:`` entries)."""
     import polars as pl
 
-    from mmpipe.core.shards import write_shard
+    from mmpipe.core.shards import previous_shards, reuse_or_encode, write_shard
 
     start = time.perf_counter()
     df = pl.read_parquet(slice_path)
     folds = pl.read_parquet(folds_path)
     fold_of = dict(zip(folds["guid"].to_list(), folds["r0"].to_list()))
-    guids = df["guid"].to_list()
-    vectors, fp = encode_crossfitted(spec, adapter_dirs, guids, df["text"].fill_null("").to_list(), fold_of,
-                                     threads, progress)
+    guids, hashes, texts = df["guid"].to_list(), df["content_hash"].to_list(), df["text"].fill_null("").to_list()
+    metas = [json.loads((d / "adapter.json").read_text(encoding="utf-8")) for d in fold_dirs(adapter_dirs)]
+    fp = crossfit_fingerprint(spec, metas)
     fid = fingerprint_id(fp)
+    def encode_rows(rows: list[int]) -> np.ndarray:
+        return encode_crossfitted(spec, adapter_dirs, [guids[i] for i in rows], [texts[i] for i in rows], fold_of,
+                                  threads, progress)[0]
+
+    vectors, encoded = reuse_or_encode(previous_shards(out_path), fid, guids, hashes, encode_rows)
+    dim = int(vectors.shape[1]) if len(guids) else 0
     write_shard(out_path, guids, vectors, {"encoder": name, "fingerprint": fp, "fingerprint_id": fid,
-                                           "modality": "text", "dim": int(vectors.shape[1]) if len(guids) else 0})
-    log.info("%s: %d cross-fitted vectors of width %d from %s in %.1f s", name, len(guids),
-             vectors.shape[1] if len(guids) else 0, slice_path, time.perf_counter() - start)
-    return len(guids)
+                                           "modality": "text", "dim": int(dim)}, hashes)
+    log.info("%s: encoded %d, reused %d cross-fitted vectors of width %d from %s in %.1f s", name, encoded,
+             len(guids) - encoded, dim, slice_path, time.perf_counter() - start)
+    return encoded

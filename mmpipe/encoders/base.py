@@ -112,6 +112,9 @@ class Encoder(ABC):
     def encode(self, items: Sequence[Any], progress: bool = True) -> np.ndarray:
         """Encode ``items`` in batches; returns float32 ``(len(items), dim)``."""
 
+    def warm_up(self) -> None:
+        """Load what ``encode`` would load on first use (a model), so that timings tell loading from encoding."""
+
     def fingerprint_id(self) -> str:
         """Short stable hash of the fingerprint."""
         blob = json.dumps(self.fingerprint(), sort_keys=True).encode()
@@ -219,6 +222,9 @@ class TorchEncoder(BatchedEncoder):
     @abstractmethod
     def embed(self, x: Any) -> Any:
         """A ``(n, dim)`` tensor for the collated batch ``x``."""
+
+    def warm_up(self) -> None:
+        self.model
 
     @property
     def model(self) -> Any:

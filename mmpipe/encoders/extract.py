@@ -1,6 +1,9 @@
 """Run one encoder over one shard slice of the manifest and write its feature shard.
 
-polars (and, through the encoder, torch) are imported when a shard is extracted, not with this module.
+The shard is the job's own earlier output as well (a Snakemake ``update()`` output): the vectors of samples whose
+(guid, content hash, encoder fingerprint) it already holds are kept byte for byte, and only the rest are encoded.
+A removed sample drops out with its slice row. polars (and, through the encoder, torch) are imported when a shard
+is extracted, not with this module.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mmpipe.encoders.base import build_encoder
-from mmpipe.core.shards import write_shard
+from mmpipe.core.shards import previous_shards, reuse_or_encode, write_shard
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +27,13 @@ INPUT_COLUMN = {"text": "text", "image": "image_path", "audio": "audio_path", "v
 def extract_shard(slice_path: str | Path, name: str, spec: dict[str, Any], out_path: str | Path,
                   data_root: str | Path = ".", threads: int = 1, progress: bool = True,
                   adapters: list[str] | None = None, folds: str | None = None) -> int:
-    """Encode every sample of ``slice_path`` that has this encoder's modality; returns the count.
+    """Write the vectors of every sample of ``slice_path`` that has this encoder's modality, reusing those that
+    ``out_path`` already holds; returns how many were encoded.
 
     Media paths in the slice are relative to ``data_root``; ``threads`` goes to the encoder (torch's threads, or
     librosa's workers). An entry with ``adapt:`` is encoded cross-fitted with its fold ``adapters`` and the
     ``folds`` file (``mmpipe.encoders.adapt``).
     """
-    import polars as pl
-
     if spec.get("adapt"):
         from mmpipe.encoders.adapt import extract_shard_crossfitted
 
@@ -38,13 +42,43 @@ def extract_shard(slice_path: str | Path, name: str, spec: dict[str, Any], out_p
         return extract_shard_crossfitted(str(slice_path), name, spec, str(out_path), adapters, folds,
                                          threads=max(1, threads), progress=progress)
 
-    from mmpipe.ingest.manifest import MEDIA as MEDIA_COLUMNS
-
     from mmpipe.encoders.base import ENCODERS
 
     takes_threads = "threads" in ENCODERS.get(spec["backend"]).KEYS
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     encoder = build_encoder({**spec, "threads": max(1, threads)} if takes_threads else spec)
+    guids, hashes, items = shard_items(slice_path, encoder, spec, data_root)
+    times = {"built": time.perf_counter() - t0, "loaded": 0.0, "encoded": 0.0}
+
+    def encode_rows(rows: list[int]) -> np.ndarray:
+        start = time.perf_counter()
+        encoder.warm_up()
+        times["loaded"], start = time.perf_counter() - start, time.perf_counter()
+        out = encoder.encode(items[rows] if isinstance(items, np.ndarray) else [items[i] for i in rows],
+                             progress=progress)
+        times["encoded"] = time.perf_counter() - start
+        return out
+
+    vectors, encoded = reuse_or_encode(previous_shards(out_path), encoder.fingerprint_id(), guids, hashes,
+                                       encode_rows)
+    meta = {"encoder": name, "fingerprint": encoder.fingerprint(), "fingerprint_id": encoder.fingerprint_id(),
+            "modality": encoder.modality, "dim": int(vectors.shape[1])}
+    write_shard(out_path, guids, vectors, meta, hashes)
+    rate = encoded / times["encoded"] if encoded and times["encoded"] > 0 else 0.0
+    log.info("%s: encoded %d, reused %d of %s (width %d); encoder built in %.2f s, model loaded in %.2f s, "
+             "encoded in %.2f s (%.1f per s); %.2f s in all", name, encoded, len(guids) - encoded, slice_path,
+             vectors.shape[1], times["built"], times["loaded"], times["encoded"], rate, time.perf_counter() - t0)
+    return encoded
+
+
+def shard_items(slice_path: str | Path, encoder: Any, spec: dict[str, Any],
+                data_root: str | Path = ".") -> tuple[list[str], list[str], Any]:
+    """The guids, content hashes and encoder inputs (texts, media paths under ``data_root``, or an ``(n, dim)``
+    array of imported vectors) of the slice's samples that have the encoder's modality."""
+    import polars as pl
+
+    from mmpipe.ingest.manifest import MEDIA as MEDIA_COLUMNS
+
     column = spec.get("column") or getattr(encoder, "input_column", None) or INPUT_COLUMN[encoder.modality]
     df = pl.read_parquet(slice_path)
     if column in df.columns:
@@ -55,12 +89,4 @@ def extract_shard(slice_path: str | Path, name: str, spec: dict[str, Any], out_p
         items = df[column].to_list() if column in df.columns else df["guid"].to_list()
     if column in MEDIA_COLUMNS:
         items = [str(Path(data_root) / p) for p in items]
-    built, start = time.perf_counter() - start, time.perf_counter()
-    vectors = encoder.encode(items, progress=progress)
-    seconds = time.perf_counter() - start
-    meta = {"encoder": name, "fingerprint": encoder.fingerprint(), "fingerprint_id": encoder.fingerprint_id(),
-            "modality": encoder.modality, "dim": encoder.dim}
-    write_shard(out_path, df["guid"].to_list(), vectors, meta)
-    log.info("%s: %d vectors of width %d from %s; encoder built in %.1f s, encoded in %.1f s (%.0f per s)", name,
-             len(items), encoder.dim, slice_path, built, seconds, len(items) / seconds if seconds > 0 else 0.0)
-    return len(items)
+    return df["guid"].to_list(), df["content_hash"].to_list(), items

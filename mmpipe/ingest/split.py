@@ -26,3 +26,13 @@ def is_validation(guid: str, label: str | None, fraction: float, seed: int, grou
 def shard_of(guid: str, n_shards: int) -> int:
     """The shard a guid belongs to: stable across runs, seeds and data set growth."""
     return int(hashlib.sha256(f"shard\x1f{guid}".encode()).hexdigest()[:12], 16) % n_shards
+
+
+SAMPLES_PER_SHARD = 20_000  # ~3 min of text or ~25 min of images per job on 2 CPU cores
+
+
+def shard_count(shards: int | str, n_samples: int) -> int:
+    """Feature shards per encoder: ``shards`` itself, or for ``auto`` one per ``SAMPLES_PER_SHARD`` samples, so that
+    a job's start-up (interpreter, imports, model load) stays a small share of its time and its memory does not
+    grow with the data set. A changed count moves samples between shards; their vectors are still reused."""
+    return int(shards) if shards != "auto" else max(1, -(-int(n_samples) // SAMPLES_PER_SHARD))

@@ -19,6 +19,7 @@ from mmpipe.core.registry import PLUGINS_ENV
 from mmpipe.core.shards import remove_unreadable
 from mmpipe.fusion.grid import ablation_grid
 from mmpipe.ingest import layouts
+from mmpipe.ingest.split import shard_count
 
 # Plug-in files (more heads, backends, layouts) reach every job through the environment.
 _plugins = config.get("plugins") or []
@@ -37,7 +38,10 @@ for _path, _why in remove_unreadable(f"{RES}/features"):
     print(f"mmpipe: {_path} was unreadable ({_why}); removed, it will be rebuilt", file=sys.stderr)
 LOGS = f"logs/{DS}"
 DATA_ROOT = str(data_root(config))
-SHARDS = [f"{i:03d}" for i in range(config["shards"])]
+# `shards: auto` sizes the shards from a cheap count (list lines, table rows; the demo's n).
+N_SAMPLES = config["demo"]["n"] if DEMO else layouts.get(config["layout"]).count(Path(DATA_ROOT))
+N_SHARDS = shard_count(config["shards"], N_SAMPLES)
+SHARDS = [f"{i:03d}" for i in range(N_SHARDS)]
 ENCODERS = list(config["encoders"])
 # Encoders with an `adapt:` section: fine-tuned once per fold of the shared folds, then encoded cross-fitted.
 ADAPTED = [name for name, spec in config["encoders"].items() if spec.get("adapt")]
@@ -62,17 +66,20 @@ def res(rule_name, key):
     return config["resources"].get(rule_name, {}).get(key, DEFAULT_RESOURCES[rule_name][key])
 
 
-def data_sources(wildcards):
-    """Every file the manifest reads: the lists and the raw samples (demo: the generated set)."""
-    if DEMO:
-        return rules.demo_data.output
-    return layouts.source_files(config["layout"], DATA_ROOT)
+def demo_sources(wildcards):
+    """The generated demo set, when the data is the demo (a real data folder is tracked by `sources_digest`)."""
+    return rules.demo_data.output if DEMO else []
+
+
+def sources_digest():
+    """Path, size and mtime of every raw file, digested: a new or changed file reruns the manifest (params)."""
+    return "demo" if DEMO else layouts.sources_digest(config["layout"], DATA_ROOT)
 
 
 def manifest_config():
     """The config sections the manifest depends on (nothing of stage 2)."""
-    keys = ("layout", "layout_options", "labels", "on_bad_sample", "seed", "text", "split", "shards")
-    return json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
+    keys = ("layout", "layout_options", "labels", "on_bad_sample", "seed", "text", "split")
+    return json.dumps({**{k: config.get(k) for k in keys}, "shards": N_SHARDS}, sort_keys=True)
 
 
 def bundle_config():

@@ -22,7 +22,7 @@ rule demo_data:
 
 checkpoint manifest:
     input:
-        data_sources,
+        demo_sources,
     output:
         manifest=f"{RES}/manifest.parquet",
         shards=update(expand(f"{RES}/shards/{{shard}}.parquet", shard=SHARDS)),
@@ -30,8 +30,11 @@ checkpoint manifest:
     params:
         root=DATA_ROOT,
         settings=manifest_config(),
+        sources=sources_digest(),
     log:
         f"{LOGS}/manifest.log",
+    benchmark:
+        f"{LOGS}/manifest.benchmark.tsv"
     threads: res("manifest", "threads")
     resources:
         mem_mb=res("manifest", "mem_mb"),

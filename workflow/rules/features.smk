@@ -32,7 +32,8 @@ rule extract:
     input:
         unpack(extract_inputs),
     output:
-        f"{RES}/features/{{encoder}}/{{shard}}.parquet",
+        # update(): the job reads its earlier shard and re-encodes only new or changed samples.
+        update(f"{RES}/features/{{encoder}}/{{shard}}.parquet"),
     params:
         spec=lambda wildcards: config["encoders"][wildcards.encoder],
     log:

@@ -57,6 +57,12 @@ class Layout:
     def source_files(root: Path) -> list[str]:
         raise NotImplementedError
 
+    @classmethod
+    def count(cls, root: Path) -> int:
+        """About how many samples the folder holds, cheaply, before any is read (it sizes ``shards: auto``);
+        by default the number of source files, which media layouts over-count by a small factor."""
+        return len(cls.source_files(root))
+
 
 LAYOUTS: Registry[type[Layout]] = Registry("layout", "mmpipe.ingest.layouts", "mmpipe.layouts")
 register = LAYOUTS.register

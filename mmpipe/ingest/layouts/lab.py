@@ -11,6 +11,7 @@ from typing import Any
 
 from mmpipe.core.errors import BadSampleError
 from mmpipe.ingest.layouts.base import Layout, LayoutRead, RawSample, register
+from mmpipe.ingest.layouts.common import count_lines
 
 TRAIN, TEST = "train.txt", "test_without_label.txt"
 MEDIA = {".txt": "text_path", ".jpg": "image_path", ".jpeg": "image_path", ".png": "image_path",
@@ -128,3 +129,7 @@ class Lab(Layout):
     options = frozenset(())
     read = staticmethod(read)
     source_files = staticmethod(source_files)
+
+    @staticmethod
+    def count(root: Path) -> int:
+        return count_lines([root / TRAIN, root / TEST])

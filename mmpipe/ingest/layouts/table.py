@@ -21,8 +21,8 @@ from typing import Any
 
 from mmpipe.core.errors import BadSampleError, ConfigError
 from mmpipe.ingest.layouts.base import Layout, LayoutRead, RawSample, register
-from mmpipe.ingest.layouts.common import (Labels, cell, csv_records, find_column, id_string, layout_options, norm_split,
-                                   split_of_name, walk_files)
+from mmpipe.ingest.layouts.common import (Labels, cell, count_lines, csv_records, find_column, id_string,
+                                          layout_options, norm_split, split_of_name, walk_files)
 
 OPTIONS = {"file", "files", "text", "label", "score", "split", "id", "group", "delimiter", "encoding"}
 SUFFIXES = (".csv", ".tsv")
@@ -158,3 +158,7 @@ class Table(Layout):
     options = frozenset(OPTIONS)
     read = staticmethod(read)
     source_files = staticmethod(source_files)
+
+    @staticmethod
+    def count(root: Path) -> int:
+        return count_lines(source_files(root))

@@ -1,0 +1,144 @@
+"""Extraction at the encoder's speed: a real extraction job against the pure forward pass, side by side.
+
+For each encoder of the config (by default ``config.yaml``'s), on one data set:
+
+1. **the real job**: ``snakemake --cores 2 features`` in a fresh work folder (one shard per encoder with
+   ``shards: auto``). Each job's benchmark TSV gives its wall time; its log gives the phases inside the job
+   (encoder built, model loaded, encode loop, everything in the job);
+2. **the pure forward pass**: in this process, over the same samples, already decoded, tokenised or resized and
+   collated into the job's batches (same order, same batch size), only ``embed`` is timed.
+
+It prints samples per second of both and their ratio (the encode loop against the pure forward, start-up
+excluded), and splits each job's wall time into process start (interpreter, imports, Snakemake's script
+preamble, exit), encoder build, model load, encode loop and writing.
+
+    python benchmarks/bench_extract.py --data ../shared/data/mvsa_single_lab5 [--encoders text,image] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PHASES = re.compile(r"encoded (\d+), reused (\d+) .*encoder built in ([\d.]+) s, model loaded in ([\d.]+) s, "
+                    r"encoded in ([\d.]+) s .*; ([\d.]+) s in all")
+
+
+def run_jobs(work: Path, config: dict) -> float:
+    """The real workflow's extraction jobs in ``work``; returns the wall time of the whole run."""
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    def snakemake(target: str) -> None:
+        subprocess.run([sys.executable, "-m", "snakemake", target, "-s", str(REPO / "Snakefile"), "-d", str(work),
+                        "--configfile", str(work / "config.yaml"), "--cores", "2", "--workflow-profile", "none"],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    snakemake(f"results/{Path(config['data']).name}/manifest.parquet")
+    start = time.perf_counter()
+    snakemake("features")
+    return time.perf_counter() - start
+
+
+def job_phases(work: Path, ds: str, encoder: str) -> dict[str, float]:
+    """Wall time (benchmark TSV) and in-job phases (job log) of an encoder's extraction jobs, summed."""
+    out = dict.fromkeys(("wall", "built", "loaded", "loop", "in_job", "n"), 0.0)
+    for tsv in sorted((work / "logs" / ds / "extract" / encoder).glob("*.benchmark.tsv")):
+        with open(tsv) as f:
+            out["wall"] += float(next(csv.DictReader(f, delimiter="\t"))["s"])
+        m = PHASES.search(tsv.with_name(tsv.name.replace(".benchmark.tsv", ".log")).read_text())
+        if not m:
+            raise SystemExit(f"{tsv}: its job log has no phase line")
+        n, _, built, loaded, loop, in_job = map(float, m.groups())
+        out["n"] += n
+        out["built"] += built
+        out["loaded"] += loaded
+        out["loop"] += loop
+        out["in_job"] += in_job
+    out["start"] = out["wall"] - out["in_job"]
+    out["write"] = out["in_job"] - out["built"] - out["loaded"] - out["loop"]
+    return out
+
+
+def pure_forward(work: Path, ds: str, spec: dict, data_root: str, threads: int = 2) -> tuple[int, float]:
+    """Seconds of ``embed`` alone over the job's batches, prepared beforehand; returns (samples, seconds)."""
+    import torch
+
+    from mmpipe.encoders.base import TorchEncoder, build_encoder
+    from mmpipe.encoders.extract import shard_items
+
+    encoder = build_encoder({**spec, "threads": threads})
+    if not isinstance(encoder, TorchEncoder):
+        raise SystemExit(f"{spec['backend']}: not a torch encoder; no pure forward pass to compare with")
+    items: list = []
+    for slice_path in sorted((work / "results" / ds / "shards").glob("*.parquet")):
+        items += list(shard_items(slice_path, encoder, spec, data_root)[2])
+    items = encoder.inputs(items)
+    order = encoder.order(items)
+    if order is not None:
+        items = [items[i] for i in order]
+    loaded = [encoder.load(x) for x in items]
+    bs = encoder.batch_size
+    batches = [encoder.collate(loaded[i:i + bs]) for i in range(0, len(loaded), bs)]
+    encoder.warm_up()
+    with torch.inference_mode():
+        encoder.embed(batches[0])  # first-call allocations, as the job's first batch pays them too
+        start = time.perf_counter()
+        for batch in batches:
+            encoder.embed(batch)
+        return len(items), time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="a lab-layout data folder")
+    ap.add_argument("--config", default=str(REPO / "config.yaml"))
+    ap.add_argument("--encoders", default=None, help="comma-separated encoder names (default: the non-adapted ones)")
+    ap.add_argument("--workdir", default=None, help="keep the work folder here (default: a temp folder)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    names = args.encoders.split(",") if args.encoders else [n for n, s in config["encoders"].items()
+                                                            if not s.get("adapt")]
+    data = str(Path(args.data).resolve())
+    config.update(data=data, shards="auto", encoders={n: config["encoders"][n] for n in names})
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_extract_"))
+    work.mkdir(parents=True, exist_ok=True)
+    ds = Path(data).name
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    run_wall = run_jobs(work, config)
+    rows = []
+    for name in names:
+        job = job_phases(work, ds, name)
+        n, seconds = pure_forward(work, ds, config["encoders"][name], data)
+        pure, loop = n / seconds, job["n"] / job["loop"]
+        start_up = job["start"] + job["built"] + job["loaded"]
+        rows.append({"encoder": name, "samples": int(job["n"]), "pure_per_s": pure, "job_loop_per_s": loop,
+                     "ratio": loop / pure, "job_wall_s": job["wall"], "process_start_s": job["start"],
+                     "encoder_build_s": job["built"], "model_load_s": job["loaded"], "encode_loop_s": job["loop"],
+                     "write_s": job["write"], "start_up_share": start_up / job["wall"]})
+    print(f"extraction run: {run_wall:.1f} s wall (snakemake features, {len(names)} encoder(s), {work})")
+    print(f"{'encoder':<10}{'n':>6}{'pure/s':>9}{'loop/s':>9}{'ratio':>7}{'job s':>8}{'start':>7}{'build':>7}"
+          f"{'load':>7}{'loop':>8}{'write':>7}{'start-up %':>12}")
+    for r in rows:
+        print(f"{r['encoder']:<10}{r['samples']:>6}{r['pure_per_s']:>9.1f}{r['job_loop_per_s']:>9.1f}"
+              f"{r['ratio']:>7.2f}{r['job_wall_s']:>8.1f}{r['process_start_s']:>7.1f}{r['encoder_build_s']:>7.1f}"
+              f"{r['model_load_s']:>7.1f}{r['encode_loop_s']:>8.1f}{r['write_s']:>7.1f}"
+              f"{100 * r['start_up_share']:>11.1f}%")
+    print("start-up = process start + encoder build + model load, as a share of the job's wall time")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"run_wall_s": run_wall, "encoders": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
