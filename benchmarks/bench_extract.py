@@ -111,7 +111,8 @@ def main() -> None:
     names = args.encoders.split(",") if args.encoders else [n for n, s in config["encoders"].items()
                                                             if not s.get("adapt")]
     data = str(Path(args.data).resolve())
-    config.update(data=data, shards="auto", encoders={n: config["encoders"][n] for n in names})
+    config.update(data=data, shards="auto", encoders={n: config["encoders"][n] for n in names},
+                  ablations={"modalities": None, "heads": None})  # only the features run; the grid must plan
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_extract_"))
     work.mkdir(parents=True, exist_ok=True)
     ds = Path(data).name

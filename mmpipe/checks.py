@@ -97,6 +97,13 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
     if select is not None and grid and select not in grid:
         problems.append(f"predict.select: {select!r} is not an ablation of this config "
                         f"(ablations: {', '.join(sorted(grid))})")
+    among = (config.get("predict") or {}).get("select_among")
+    if among and grid:
+        sets = {frozenset(spec["modalities"]) for spec in grid.values()}
+        for mods in among:
+            if frozenset(mods) not in sets:
+                problems.append(f"predict.select_among: {'+'.join(mods)} is not the modality set of any ablation "
+                                f"(ablations use {', '.join(sorted('+'.join(sorted(m)) for m in sets))})")
     if problems:
         raise ConfigError(f"invalid {source}: " + "\n".join(dict.fromkeys(problems)))
     return config

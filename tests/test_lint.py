@@ -120,15 +120,16 @@ def test_config_overrides_threads_memory_runtime(tmp_path, default_config):
 
 def test_extraction_asks_for_a_gpu_only_when_the_config_says_so(tmp_path, default_config):
     none = {"gpu": None, "gpu_model": None, "slurm_extra": None}
-    assert extract_gpu(tmp_path, default_config) == {"text": none, "image": none}
+    names = list(default_config["encoders"])
+    assert extract_gpu(tmp_path, default_config) == {e: none for e in names}
 
     encoders = {**default_config["encoders"], "text": {**default_config["encoders"]["text"], "device": "cuda"}}
     gpu = {"count": 2, "model": "a100", "slurm_extra": "--gres-flags=enforce-binding"}
     assert extract_gpu(tmp_path, {**default_config, "encoders": encoders, "gpu": gpu}) == {
-        "text": {"gpu": 2, "gpu_model": "a100", "slurm_extra": "--gres-flags=enforce-binding"}, "image": none}
+        **{e: none for e in names}, "text": {"gpu": 2, "gpu_model": "a100", "slurm_extra": "--gres-flags=enforce-binding"}}
 
     every = extract_gpu(tmp_path, {**default_config, "gpu": {"enabled": True}})
-    assert every == {e: {"gpu": 1, "gpu_model": None, "slurm_extra": None} for e in ("text", "image")}
+    assert every == {e: {"gpu": 1, "gpu_model": None, "slurm_extra": None} for e in names}
 
 
 # --- envs/*.yaml ----------------------------------------------------------------------------------------------

@@ -114,3 +114,15 @@ def test_run_digest_with_test_and_forced_svm(tmp_path):
     assert lines[0].startswith("Selected: text+image__svm (svm on text+image), set in the config")
     assert lines[1] == ("Validation macro-F1 0.660 ± 0.000 (test 0.630 ± 0.000); it is the svm baseline itself; "
                         "majority baseline 0.200.")
+
+
+def test_select_among_limits_the_choice_and_ranks_the_rest(tmp_path):
+    """predict.select_among: the best ablation on an allowed modality set is selected; the better one outside
+    them is still ranked first and named in the report."""
+    s = summarize(grid(tmp_path), tmp_path / "report.md", tmp_path / "summary.json", select_among=[["text"]])
+    assert s["selected"] == "text__gated" and s["ablations"][0]["name"] == "text+image__gated"
+    assert s["selected_by"].endswith("among text")
+    md = (tmp_path / "report.md").read_text()
+    assert "among the ablations on text (`predict.select_among`)" in md and "is `text+image__gated`" in md
+    with pytest.raises(ValueError, match="matches no ablation"):
+        summarize(grid(tmp_path / "b"), tmp_path / "r.md", tmp_path / "s.json", select_among=[["audio"]])

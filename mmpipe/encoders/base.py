@@ -224,7 +224,15 @@ class TorchEncoder(BatchedEncoder):
         """A ``(n, dim)`` tensor for the collated batch ``x``."""
 
     def warm_up(self) -> None:
+        """Load the model and, where the encoder has a ``blank`` item, run it as a batch, so that first-call costs
+        (kernel set-up) are paid here."""
         self.model
+        try:
+            item = self.blank()
+        except MmpipeError:
+            return
+        with self.context():
+            self.forward([item])
 
     @property
     def model(self) -> Any:

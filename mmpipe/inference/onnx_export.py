@@ -331,11 +331,12 @@ def _head_inputs(head: Any) -> dict[str, int]:
 
 def _core(head: Any) -> tuple[Any, str]:
     """The torch module that restates ``head``'s prediction, and its layout (``rows`` or ``sequences``)."""
-    from mmpipe.fusion.heads.context_gru import ContextGRU, ContextGRUModule
+    from mmpipe.fusion.heads.context_gru import ContextGRU
     from mmpipe.fusion.heads.logreg import LogReg
     from mmpipe.fusion.heads.neural import NeuralHead
     from mmpipe.fusion.heads.stack import Stack
     from mmpipe.fusion.heads.svm import SVM
+    from mmpipe.fusion.nets import ContextGRUModule
 
     T = _torch_parts()
     if isinstance(head, Stack):

@@ -125,12 +125,13 @@ def validation_check(entries: list[dict[str, Any]], regression: bool = False) ->
 
 
 def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: str | None = None,
-              metric: str | None = None) -> dict[str, Any]:
+              metric: str | None = None, select_among: list[list[str]] | None = None) -> dict[str, Any]:
     """Rank the ablations whose ``metrics.json`` files are given; write ``out_md`` and ``out_json``.
 
     Ranking and selection use ``metric`` (default macro-F1, or MAE for regression): its mean over the
     cross-validation folds when the ablations were cross-validated, else over seeds on the validation split
-    (ties: higher accuracy (Corr), then name). ``select`` forces the selected ablation by name. Cross-validated
+    (ties: higher accuracy (Corr), then name). ``select`` forces the selected ablation by name; ``select_among``
+    limits the choice to ablations on those modality sets (the rest are still ranked). Cross-validated
     ablations are compared with the svm baseline fold by fold (``cv.paired_comparison``).
     """
     if not metrics_files:
@@ -169,18 +170,25 @@ def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: s
             raise KeyError(f"select={select!r} is not one of the ablations: {sorted(by_name)}")
         selected = by_name[select]
     else:
-        selected = entries[0]
+        allowed = None if select_among is None else {frozenset(m) for m in select_among}
+        candidates = [e for e in entries if allowed is None or frozenset(e["modalities"]) in allowed]
+        if not candidates:
+            raise ValueError(f"predict.select_among {select_among} matches no ablation; the ablations use "
+                             f"{sorted({'+'.join(e['modalities']) for e in entries})}")
+        selected = candidates[0]
     comparison = _baseline_comparison(selected, entries, tk)
     validation = validation_check(entries, tk.regression) if tk.sel == "val" else None
     summary = {"ablations": entries, "selected": selected["name"], "selection_metric": tk.selection_metric,
                "selected_by": "config (select)" if select is not None else f"best {tk.selection_words} mean"
-               + (" (lower is better)" if tk.select_metric in LOWER_IS_BETTER else ""),
+               + (" (lower is better)" if tk.select_metric in LOWER_IS_BETTER else "")
+               + (" among " + ", ".join("+".join(m) for m in select_among) if select_among and select is None else ""),
                "selection": {"split": tk.sel, "metric": tk.select_metric},
                "baseline_comparison": comparison, "task": tk.task, "majority_baseline": baseline,
                "test_labelled": any(e["test"] for e in entries), "validation": validation}
     write_text(out_json, json.dumps(summary, indent=1) + "\n")
+    among = ", ".join("+".join(m) for m in select_among) if select_among and select is None else ""
     write_text(out_md, _render(entries, selected, comparison, select is not None, Path(out_md), tk, baseline,
-                               validation))
+                               validation, among))
     return summary
 
 
@@ -258,7 +266,7 @@ def _validation_lines(v: dict[str, Any] | None, regression: bool) -> list[str]:
 
 def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, Any], forced: bool,
             out_md: Path, tk: _Task | None = None, baseline: dict[str, Any] | None = None,
-            validation: dict[str, Any] | None = None) -> str:
+            validation: dict[str, Any] | None = None, among: str = "") -> str:
     tk = tk or _Task("classification")
     M, L = tk.metrics, tk.labels
     has_test = any(e["test"] for e in entries)
@@ -296,8 +304,9 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
                   "can be optimistic when the features were themselves learnt on the training data"
                   + (": read the test table for the comparison." if has_test else "."), ""]
     lines += [f"**Selected: `{sel['name']}`** ({sel['head']} on {_modkey(sel['modalities'])}) — "
-              + ("chosen in the config (`select`)." if forced else f"best {words}.")
-              + ("" if sel is best or not forced else f" The best by {words} is `{best['name']}`."), "",
+              + ("chosen in the config (`select`)." if forced else f"best {words}"
+                 + (f" among the ablations on {among} (`predict.select_among`)." if among else "."))
+              + ("" if sel is best or not (forced or among) else f" The best by {words} is `{best['name']}`."), "",
               "## Ranking", ""]
 
     def link(e):

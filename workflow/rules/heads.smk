@@ -58,6 +58,7 @@ rule summary:
         json=f"{RES}/summary.json",
     params:
         select=config["predict"]["select"],
+        select_among=config["predict"]["select_among"],
         metric=config["selection"]["metric"],
     log:
         f"{LOGS}/summary.log",

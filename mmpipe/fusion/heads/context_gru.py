@@ -15,34 +15,16 @@ context (transductively, within each test video). Groups and positions come from
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-import torch
-from torch import nn
 
 from mmpipe.fusion.context import group_layout
 from mmpipe.fusion.heads.base import register
-from mmpipe.fusion.heads.neural import MLP, NeuralHead
+from mmpipe.fusion.heads.neural import NeuralHead
 
-
-class ContextGRUModule(nn.Module):
-    def __init__(self, dims: list[int], proj_dim: int, hidden: int, n_out: int, dropout: float, in_dropout: float):
-        super().__init__()
-        self.proj = nn.ModuleList(
-            nn.Sequential(nn.Dropout(in_dropout), nn.Linear(d, proj_dim), nn.GELU(), nn.Dropout(dropout)) for d in dims)
-        width = proj_dim * len(dims)
-        self.gru = nn.GRU(width, hidden, batch_first=True, bidirectional=True)
-        self.out = MLP(width + 2 * hidden, hidden, n_out, dropout)
-
-    def forward(self, xs: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        """xs: per modality ``(groups, max_len, d_m)`` (padded at the end); lengths ``(groups,)`` ->
-        ``(groups, max_len, n_out)`` (padding positions are garbage)."""
-        z = torch.cat([p(x) for p, x in zip(self.proj, xs)], dim=2)
-        packed = nn.utils.rnn.pack_padded_sequence(z, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        c, _ = self.gru(packed)
-        c, _ = nn.utils.rnn.pad_packed_sequence(c, batch_first=True, total_length=z.shape[1])
-        return self.out(torch.cat([z, c], dim=2))
+if TYPE_CHECKING:
+    import torch
 
 
 @register("context_gru")
@@ -62,6 +44,8 @@ class ContextGRU(NeuralHead):
         return p
 
     def build_module(self, dims, n_classes):
+        from mmpipe.fusion.nets import ContextGRUModule
+
         p = self.params
         return ContextGRUModule(dims, int(p["proj_dim"]), int(p["hidden"]), n_classes, float(p["dropout"]),
                                 float(p["in_dropout"]))
@@ -78,6 +62,8 @@ class ContextGRU(NeuralHead):
         return (xs, *group_layout(groups))
 
     def _gather(self, xs: list[torch.Tensor], index: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor]:
+        import torch
+
         idx = torch.from_numpy(np.maximum(index, 0)).to(self.device_)
         mask = torch.from_numpy(index >= 0).to(self.device_)
         return [x[idx] for x in xs], mask
@@ -85,6 +71,8 @@ class ContextGRU(NeuralHead):
     def _train_batches(self, inputs: tuple, y: torch.Tensor,
                        gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Minibatches of ``batch_size`` whole groups in a seeded random order: (outputs of their rows, targets)."""
+        import torch
+
         xs, index, lengths = inputs
         G, bs = len(index), int(self.params["batch_size"])
         perm = torch.randperm(G, generator=gen).numpy()
@@ -97,18 +85,20 @@ class ContextGRU(NeuralHead):
                 out = self.module_(xb, torch.from_numpy(lengths[perm[s:s + bs]]))
             yield out[mask], y[torch.from_numpy(ib[ib >= 0]).to(self.device_)]
 
-    @torch.no_grad()
     def _outputs(self, inputs: tuple) -> torch.Tensor:
-        assert self.module_ is not None
-        self.module_.eval()
-        xs, index, lengths = inputs
-        n = xs[0].shape[0]
-        out = torch.zeros((n,) if self.regression else (n, self.n_classes_), device=self.device_)
-        bs = max(1, int(self.params["eval_batch_size"]) // max(1, index.shape[1] if index.size else 1))
-        for s in range(0, len(index), bs):
-            ib = index[s:s + bs]
-            xb, mask = self._gather(xs, ib)
-            with self._autocast():
-                o = self.module_(xb, torch.from_numpy(lengths[s:s + bs]))
-            out[torch.from_numpy(ib[ib >= 0]).to(self.device_)] = self._finish(o[mask])
-        return out
+        import torch
+
+        with torch.no_grad():
+            assert self.module_ is not None
+            self.module_.eval()
+            xs, index, lengths = inputs
+            n = xs[0].shape[0]
+            out = torch.zeros((n,) if self.regression else (n, self.n_classes_), device=self.device_)
+            bs = max(1, int(self.params["eval_batch_size"]) // max(1, index.shape[1] if index.size else 1))
+            for s in range(0, len(index), bs):
+                ib = index[s:s + bs]
+                xb, mask = self._gather(xs, ib)
+                with self._autocast():
+                    o = self.module_(xb, torch.from_numpy(lengths[s:s + bs]))
+                out[torch.from_numpy(ib[ib >= 0]).to(self.device_)] = self._finish(o[mask])
+            return out

@@ -7,26 +7,8 @@ With one modality the gate is identically 1 and the head is a tanh-projection ML
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from mmpipe.fusion.heads.base import register
-from mmpipe.fusion.heads.neural import MLP, NeuralHead
-
-
-class GMUModule(nn.Module):
-    def __init__(self, dims: list[int], gmu_dim: int, hidden: int, n_classes: int, dropout: float):
-        super().__init__()
-        self.m, self.d = len(dims), gmu_dim
-        self.proj = nn.ModuleList(nn.Linear(d, gmu_dim) for d in dims)
-        self.gate = nn.Linear(sum(dims), self.m * gmu_dim)
-        self.drop = nn.Dropout(dropout)
-        self.mlp = MLP(gmu_dim, hidden, n_classes, dropout)
-
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        h = torch.stack([torch.tanh(p(x)) for p, x in zip(self.proj, xs)], dim=1)  # (n, M, d)
-        z = torch.softmax(self.gate(torch.cat(xs, dim=1)).view(-1, self.m, self.d), dim=1)
-        return self.mlp(self.drop((z * h).sum(dim=1)))
+from mmpipe.fusion.heads.neural import NeuralHead
 
 
 @register("gated")
@@ -36,5 +18,7 @@ class Gated(NeuralHead):
     defaults = {**NeuralHead.defaults, "gmu_dim": 64}
 
     def build_module(self, dims, n_classes):
+        from mmpipe.fusion.nets import GMUModule
+
         p = self.params
         return GMUModule(dims, int(p["gmu_dim"]), int(p["hidden"]), n_classes, float(p["dropout"]))

@@ -19,11 +19,9 @@ from math import comb
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from mmpipe.fusion.heads.base import register
-from mmpipe.fusion.heads.neural import MLP, NeuralHead
+from mmpipe.fusion.heads.neural import NeuralHead
 
 BRANCHES = ("mlp", "linear")
 
@@ -67,23 +65,6 @@ def fit_simplex_weights_regression(preds: np.ndarray, y: np.ndarray) -> np.ndarr
     return grid[order[0]]
 
 
-class LateFusionModule(nn.Module):
-    def __init__(self, dims: list[int], hidden: int, n_classes: int, dropout: float, branch: str):
-        super().__init__()
-        if branch == "mlp":
-            self.branches = nn.ModuleList(nn.Sequential(nn.Dropout(dropout / 2), MLP(d, hidden, n_classes, dropout))
-                                          for d in dims)
-        elif branch == "linear":
-            self.branches = nn.ModuleList(nn.Sequential(nn.Dropout(dropout / 2), nn.Linear(d, n_classes))
-                                          for d in dims)
-        else:
-            raise ValueError(f"branch must be 'mlp' or 'linear', got {branch!r}")
-        self.register_buffer("weights", torch.full((len(dims),), 1.0 / len(dims)))
-
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack([b(x) for b, x in zip(self.branches, xs)], dim=1)  # (n, M, K)
-
-
 @register("late_fusion")
 class LateFusion(NeuralHead):
     """Extra parameters: ``branch: mlp | linear`` (per-modality classifier), ``fusion_weights``
@@ -103,6 +84,10 @@ class LateFusion(NeuralHead):
         return p
 
     def build_module(self, dims, n_classes):
+        import torch
+
+        from mmpipe.fusion.nets import LateFusionModule
+
         p = self.params
         mod = LateFusionModule(dims, int(p["hidden"]), n_classes, float(p["dropout"]), str(p["branch"]))
         if p["fusion_weights"] is not None:
@@ -113,30 +98,38 @@ class LateFusion(NeuralHead):
         return mod
 
     def _train_loss(self, out, y):
+        import torch
+
         return torch.stack([self._loss(out[:, i], y) for i in range(out.shape[1])]).mean()
 
     def _proba(self, out):
+        import torch
+
         w = self.module_.weights.to(out.device)
         return torch.einsum("m,nmk->nk", w, torch.softmax(out.float(), dim=2))
 
     def _score(self, out):
+        import torch
+
         w = self.module_.weights.to(out.device)
         return torch.einsum("m,nm->n", w, out.float()[:, :, 0])
 
-    @torch.no_grad()
     def _after_fit(self, xv, y_val):
+        import torch
+
         if xv is None or self.params["fusion_weights"] is not None:
             return
-        self.module_.eval()
-        with self._autocast():
-            out = self.module_(xv)
-        if self.regression:
-            preds = out.float()[:, :, 0].cpu().numpy().astype(np.float64)
-            w = fit_simplex_weights_regression(preds, np.asarray(y_val))
-        else:
-            probs = torch.softmax(out.float(), dim=2).cpu().numpy().astype(np.float64)
-            w = fit_simplex_weights(probs, np.asarray(y_val))
-        self.module_.weights.copy_(torch.from_numpy(w).float())
+        with torch.no_grad():
+            self.module_.eval()
+            with self._autocast():
+                out = self.module_(xv)
+            if self.regression:
+                preds = out.float()[:, :, 0].cpu().numpy().astype(np.float64)
+                w = fit_simplex_weights_regression(preds, np.asarray(y_val))
+            else:
+                probs = torch.softmax(out.float(), dim=2).cpu().numpy().astype(np.float64)
+                w = fit_simplex_weights(probs, np.asarray(y_val))
+            self.module_.weights.copy_(torch.from_numpy(w).float())
 
     @property
     def weights_(self) -> list[float]:

@@ -20,6 +20,9 @@ returns ``(batch, n_classes)`` logits. Everything else lives here:
 * ``device: cpu | cuda | auto``; on CUDA, ``torch.autocast`` mixed precision (bf16 where supported,
   else fp16 with a GradScaler) unless ``amp: false``;
 * ``save``/``load``: one ``torch.save`` file (state_dict, config, scaler statistics, classes).
+
+torch is imported inside the functions that use it (and ``build_module`` imports its module from
+``mmpipe.fusion.nets``), so that importing the head modules, as the registry does at planning time, stays light.
 """
 
 from __future__ import annotations
@@ -31,17 +34,18 @@ import os
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from mmpipe.core.atomic import atomic_path
 from mmpipe.fusion.heads.base import HEADS, Features, Head
 from mmpipe.fusion.heads.common import (balanced_weights, check_features, fast_scores, prepare_train, regression_scores,
                                         standardize)
+
+if TYPE_CHECKING:  # torch itself is imported where it is used, so that registering and checking heads never loads it
+    import torch
+    from torch import nn
 
 # The neural training parameters, on top of ``Head.defaults``.
 NEURAL_DEFAULTS: dict[str, Any] = {
@@ -67,6 +71,8 @@ DEVICES = ("cpu", "cuda", "auto")
 
 
 def resolve_device(spec: str) -> torch.device:
+    import torch
+
     spec = (spec or "cpu").lower()
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
@@ -82,6 +88,8 @@ def resolve_device(spec: str) -> torch.device:
 @contextlib.contextmanager
 def deterministic() -> Iterator[None]:
     """Deterministic kernels for the block (warn-only, so ops without one still run); restores the setting."""
+    import torch
+
     prev = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -95,6 +103,8 @@ def focal_loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | Non
                label_smoothing: float) -> torch.Tensor:
     """Multi-class focal loss ``-sum_c q_c (1 - p_c)^gamma log p_c`` with label-smoothed targets ``q``;
     class weights weight each sample by its true class (normalised like weighted cross-entropy)."""
+    import torch.nn.functional as F
+
     k = logits.shape[1]
     logp = F.log_softmax(logits, dim=1)
     q = F.one_hot(y, k).to(logp.dtype)
@@ -105,17 +115,6 @@ def focal_loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | Non
         return per.mean()
     w = weight[y]
     return (per * w).sum() / w.sum()
-
-
-class MLP(nn.Module):
-    """``in -> hidden -> GELU -> dropout -> out``."""
-
-    def __init__(self, d_in: int, hidden: int, d_out: int, dropout: float):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 class NeuralHead(Head):
@@ -151,6 +150,8 @@ class NeuralHead(Head):
         return self._loss(out, y)
 
     def _proba(self, out: torch.Tensor) -> torch.Tensor:
+        import torch
+
         return torch.softmax(out.float(), dim=1)
 
     def _score(self, out: torch.Tensor) -> torch.Tensor:
@@ -170,11 +171,15 @@ class NeuralHead(Head):
     def _inputs(self, X: dict[str, np.ndarray], groups: np.ndarray | None) -> Any:
         """Standardised features (and groups) -> what ``_train_batches`` and ``_outputs`` take: here one
         ``(n, d_m)`` tensor per modality, in fit order."""
+        import torch
+
         return [torch.from_numpy(X[m]).to(self.device_) for m in self.modalities_]
 
     def _train_batches(self, xs: Any, y: torch.Tensor,
                        gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch in a seeded random order: ``(module output, targets)`` per minibatch of ``batch_size`` rows."""
+        import torch
+
         n, bs = len(y), int(self.params["batch_size"])
         # one gather per epoch, then contiguous slices (views): cheaper than a gather per batch
         perm = torch.randperm(n, generator=gen).to(self.device_)
@@ -184,20 +189,22 @@ class NeuralHead(Head):
                 out = self.module_([x[s:s + bs] for x in xs])
             yield out, y[s:s + bs]
 
-    @torch.no_grad()
     def _outputs(self, xs: Any) -> torch.Tensor:
         """Eval-mode outputs per row, in row order: ``(n, K)`` probabilities or (regression) ``(n,)`` scores."""
-        assert self.module_ is not None
-        self.module_.eval()
-        n, bs = xs[0].shape[0], int(self.params["eval_batch_size"])
-        outs = []
-        for s in range(0, n, bs):
-            with self._autocast():
-                out = self.module_([x[s:s + bs] for x in xs])
-            outs.append(self._finish(out))
-        if not outs:
-            return torch.zeros((0,) if self.regression else (0, self.n_classes_), device=self.device_)
-        return torch.cat(outs)
+        import torch
+
+        with torch.no_grad():
+            assert self.module_ is not None
+            self.module_.eval()
+            n, bs = xs[0].shape[0], int(self.params["eval_batch_size"])
+            outs = []
+            for s in range(0, n, bs):
+                with self._autocast():
+                    out = self.module_([x[s:s + bs] for x in xs])
+                outs.append(self._finish(out))
+            if not outs:
+                return torch.zeros((0,) if self.regression else (0, self.n_classes_), device=self.device_)
+            return torch.cat(outs)
 
     def refit_params(self) -> dict[str, Any]:
         return {"epochs": int(self.best_epoch_)} if self.best_epoch_ else {}
@@ -208,6 +215,8 @@ class NeuralHead(Head):
         return self.params["loss"] or LOSSES[self.task][0]
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         p, kind = self.params, self.loss_name
         logits = logits.float()
         if self.regression:
@@ -222,6 +231,8 @@ class NeuralHead(Head):
         return F.cross_entropy(logits, y, weight=self._class_w, label_smoothing=float(p["label_smoothing"]))
 
     def _autocast(self):
+        import torch
+
         if self.device_.type == "cuda" and self.params["amp"]:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             return torch.autocast("cuda", dtype=dtype)
@@ -232,6 +243,8 @@ class NeuralHead(Head):
 
     def _val_record(self, out: torch.Tensor, y_val: np.ndarray) -> dict[str, float]:
         """Validation scores of one epoch from ``_outputs``."""
+        import torch
+
         if self.regression:
             sc = regression_scores(y_val, out.cpu().numpy())
             return {"val_loss": sc["mae"], "val_mae": sc["mae"], "val_corr": sc["corr"], "val_acc2": sc["acc2"]}
@@ -250,6 +263,8 @@ class NeuralHead(Head):
 
     def fit(self, X: Features, y: np.ndarray, X_val: Features | None = None, y_val: np.ndarray | None = None, *,
             groups: np.ndarray | None = None, groups_val: np.ndarray | None = None) -> "NeuralHead":
+        import torch
+
         p = self.params
         if p["threads"]:
             torch.set_num_threads(int(p["threads"]))
@@ -329,6 +344,8 @@ class NeuralHead(Head):
 
     # ---- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
+        import torch
+
         if self.module_ is None:
             raise RuntimeError("nothing to save: fit the head first")
         ckpt = {
@@ -353,6 +370,8 @@ class NeuralHead(Head):
 
     @classmethod
     def load(cls, path: str | Path) -> "NeuralHead":
+        import torch
+
         ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
         if ckpt.get("kind") != "neural":
             raise ValueError(f"{path}: not a neural head checkpoint")

@@ -8,32 +8,14 @@ M-modal interaction) and fed to an MLP. The fused width is ``(tfn_dim + 1) ** M`
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from mmpipe.fusion.heads.base import register
-from mmpipe.fusion.heads.neural import MLP, NeuralHead
+from mmpipe.fusion.heads.neural import NeuralHead
 
 
 def fitted_width(width: int, n_modalities: int, max_fused: int) -> int:
     while width > 1 and (width + 1) ** n_modalities > max_fused:
         width -= 1
     return width
-
-
-class TFNModule(nn.Module):
-    def __init__(self, dims: list[int], width: int, hidden: int, n_classes: int, dropout: float):
-        super().__init__()
-        self.proj = nn.ModuleList(nn.Sequential(nn.Linear(d, width), nn.ReLU(), nn.Dropout(dropout)) for d in dims)
-        self.mlp = MLP((width + 1) ** len(dims), hidden, n_classes, dropout)
-
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        fused = None
-        for p, x in zip(self.proj, xs):
-            z = p(x)
-            z = torch.cat([z, torch.ones_like(z[:, :1])], dim=1)
-            fused = z if fused is None else torch.einsum("bi,bj->bij", fused, z).flatten(1)
-        return self.mlp(fused)
 
 
 @register("tensor_fusion")
@@ -43,6 +25,8 @@ class TensorFusion(NeuralHead):
     defaults = {**NeuralHead.defaults, "tfn_dim": 16, "max_fused": 8192, "hidden": 64}
 
     def build_module(self, dims, n_classes):
+        from mmpipe.fusion.nets import TFNModule
+
         p = self.params
         width = fitted_width(int(p["tfn_dim"]), len(dims), int(p["max_fused"]))
         return TFNModule(dims, width, int(p["hidden"]), n_classes, float(p["dropout"]))

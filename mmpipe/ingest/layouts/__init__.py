@@ -28,7 +28,8 @@ def sources_digest(name: str, root: str | Path) -> str:
     ``params`` rerun trigger), so the manifest is rebuilt.
     """
     h = hashlib.sha256()
+    prefix = len(str(root).rstrip(os.sep)) + 1
     for f in source_files(name, root):
         st = os.stat(f)
-        h.update(f"{os.path.relpath(f, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{f[prefix:]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]

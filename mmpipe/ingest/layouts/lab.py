@@ -21,11 +21,11 @@ MEDIA = {".txt": "text_path", ".jpg": "image_path", ".jpeg": "image_path", ".png
 
 def source_files(root: Path) -> list[str]:
     """Every file the manifest depends on (lists and data/), for the workflow's inputs."""
-    files = [str(root / TRAIN), str(root / TEST)]
+    files = [str(p) for p in (root / TRAIN, root / TEST) if p.exists()]
     data = root / "data"
     if data.is_dir():
         files += sorted(e.path for e in os.scandir(data) if e.is_file() and not e.name.startswith("."))
-    return [f for f in files if os.path.exists(f)]
+    return files
 
 
 def plain_name_problem(guid: str) -> str | None:
@@ -132,4 +132,5 @@ class Lab(Layout):
 
     @staticmethod
     def count(root: Path) -> int:
-        return count_lines([root / TRAIN, root / TEST])
+        lists = [p for p in (root / TRAIN, root / TEST) if p.is_file()]
+        return max(0, count_lines(lists) - len(lists))  # less the header lines
