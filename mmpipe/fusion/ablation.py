@@ -105,8 +105,9 @@ def _rows(X: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     return {m: a[rows] for m, a in X.items()}
 
 
-class _Fold:
-    """The samples one fit sees: fit rows, early-stopping rows and the rows it predicts."""
+class Fold:
+    """The samples one fit sees: fit rows, early-stopping rows (None: none) and the rows it predicts, all
+    indices into the pool ``X``/``t`` (groups ``g`` and ``guids`` give sequence heads their order)."""
 
     def __init__(self, X, t, g, guids, fit, stop, held):
         self.X, self.t, self.g, self.guids = X, t, g, guids
@@ -114,6 +115,28 @@ class _Fold:
 
     def seq(self, rows):
         return None if self.g is None else sequence_index(self.g[rows], [self.guids[i] for i in rows])
+
+
+def fit_fold(head: str, params: dict[str, Any], seed: int, n_classes: int, task: str, fold: Fold) -> tuple[Head, float]:
+    """A fresh ``head`` fitted on ``fold.fit`` (early stopping on ``fold.stop``), and its fit time in seconds."""
+    uses_groups = HEADS.get(head).uses_groups
+    model = _build(head, params, seed, n_classes, task)
+    t0 = time.perf_counter()
+    has_stop = fold.stop is not None
+    model.fit(_rows(fold.X, fold.fit), fold.t[fold.fit],
+              _rows(fold.X, fold.stop) if has_stop else None, fold.t[fold.stop] if has_stop else None,
+              groups=fold.seq(fold.fit) if uses_groups else None,
+              groups_val=fold.seq(fold.stop) if uses_groups and has_stop else None)
+    return model, time.perf_counter() - t0
+
+
+def cv_pool(d: SplitData, task: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None, list[str]]:
+    """The labelled non-test rows that cross-validation folds (train then val, the order of ``folds.parquet``
+    ids): features, targets, groups and guids."""
+    t_train, t_val, _ = fit_targets(d, task)
+    X = {m: np.concatenate([d.X_train[m], d.X_val[m]]) for m in d.X_train}
+    g = None if d.g_train is None else np.concatenate([d.g_train, d.g_val])
+    return X, np.concatenate([t_train, t_val]), g, [*d.guids_train, *d.guids_val]
 
 
 def _score(model: Head, X, t, groups, classes, regression: bool) -> tuple[dict[str, Any], np.ndarray]:
@@ -181,22 +204,12 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
                               "context": context, "n": n, "test_labelled": labelled_test,
                               "selection": _jsonable(selection)}
 
-    def fit_one(seed, p, fold: _Fold):
-        model = _build(head, p, seed, len(classes), task)
-        t0 = time.perf_counter()
-        has_stop = fold.stop is not None
-        model.fit(_rows(fold.X, fold.fit), fold.t[fold.fit],
-                  _rows(fold.X, fold.stop) if has_stop else None, fold.t[fold.stop] if has_stop else None,
-                  groups=fold.seq(fold.fit) if uses_groups else None,
-                  groups_val=fold.seq(fold.stop) if uses_groups and has_stop else None)
-        return model, time.perf_counter() - t0
+    def fit_one(seed, p, fold: Fold):
+        return fit_fold(head, p, seed, len(classes), task, fold)
 
     per_seed: list[dict[str, Any]] = []
     if cv_mode:
-        X = {m: np.concatenate([d.X_train[m], d.X_val[m]]) for m in modalities_of(d)}
-        t = np.concatenate([t_train, t_val])
-        g = None if d.g_train is None else np.concatenate([d.g_train, d.g_val])
-        guids = [*d.guids_train, *d.guids_val]
+        X, t, g, guids = cv_pool(d, task)
         folds = np.atleast_2d(np.asarray(folds))
         if folds.shape[1] != len(t):
             raise ValueError(f"ablation {name!r}: folds cover {folds.shape[1]} samples, the data has {len(t)}")
@@ -207,7 +220,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
         for r, k, tr, held in cv.fold_indices(folds):
             fit_i, stop_i = cv.inner_split(strat[tr], None if g is None else g[tr],
                                            float(selection.get("inner_val", 0.15)), seed=int(seeds[0]) + 97 * r + k)
-            fold = _Fold(X, t, g, guids, tr[fit_i], tr[stop_i], held)
+            fold = Fold(X, t, g, guids, tr[fit_i], tr[stop_i], held)
             model, fit_s = fit_one(seeds[0], head_params, fold)
             m, out = _score(model, _rows(X, held), t[held], fold.seq(held) if uses_groups else None, classes,
                             regression)
@@ -223,7 +236,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
                               "fit_seconds": round(fit_s, 3), "refit_params": refit, "scores": _scalars(m),
                               "history": _jsonable(model.history_)})
         final = cv.combine_refit_params([f["refit_params"] for f in fold_recs])
-        all_rows = _Fold(X, t, g, guids, np.arange(len(t)), None, None)
+        all_rows = Fold(X, t, g, guids, np.arange(len(t)), None, None)
         n.update(pool=int(len(t)), fold_held_out=int(round(np.mean([f["n_held_out"] for f in fold_recs]))),
                  fold_fit=int(round(np.mean([f["n_fit"] for f in fold_recs]))))
         for seed in seeds:
@@ -244,7 +257,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
         best_epochs = {f"fold {f['fold']}": f["best_epoch"] for f in fold_recs if f["repeat"] == 0}
         scored = "cv"
     else:
-        split_fold = _Fold({m: np.concatenate([d.X_train[m], d.X_val[m]]) for m in modalities_of(d)},
+        split_fold = Fold({m: np.concatenate([d.X_train[m], d.X_val[m]]) for m in modalities_of(d)},
                            np.concatenate([t_train, t_val]),
                            None if d.g_train is None else np.concatenate([d.g_train, d.g_val]),
                            [*d.guids_train, *d.guids_val], np.arange(len(t_train)),
