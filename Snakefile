@@ -19,6 +19,9 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/heads.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/tune.smk"
+include: "workflow/rules/robustness.smk"
+include: "workflow/rules/report.smk"
 
 
 # Target-only rules: no job of their own, never sent to a cluster.
