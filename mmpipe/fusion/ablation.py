@@ -36,10 +36,12 @@ from mmpipe.core.atomic import atomic_path, write_text
 from mmpipe.fusion.dataset import SplitData
 from mmpipe.fusion.context import check_mode, sequence_index, with_context
 from mmpipe.fusion import cv
+from mmpipe.fusion.cost import cost_record
 from mmpipe.fusion.heads.base import HEADS, Head, build_head
 from mmpipe.fusion.metrics import (BINARY_CLASSES, REGRESSION_METRICS, aggregate, classification_metrics, fmt_ms,
                                    regression_metrics)
 from mmpipe.reporting.plots import confusion_png, curve_kind, curve_png
+from mmpipe.reporting.tensorboard import write_fit_events
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +157,8 @@ def _scalars(m: dict[str, Any]) -> dict[str, float]:
 
 def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, params: dict[str, Any],
                  seeds: list[int], out_dir: Path, task: str = "classification",
-                 selection: dict[str, Any] | None = None, folds: np.ndarray | None = None) -> dict[str, Any]:
+                 selection: dict[str, Any] | None = None, folds: np.ndarray | None = None,
+                 tensorboard_dir: Path | None = None) -> dict[str, Any]:
     """Fit ``head`` on ``modalities``, estimate its score honestly, write the outputs listed in the module
     docstring and return the metrics dict (= ``metrics.json``).
 
@@ -165,7 +168,8 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
     outputs in ``oof.npz``); then each seed refits on ALL labelled non-test rows with the folds' choices
     combined (median epochs, C, ...: ``cv.combine_refit_params``). ``method: split`` (or no folds): each seed fits
     on train with the validation split for early stopping and is scored on it (``val``). Labelled test rows are
-    only predicted, by the final models."""
+    only predicted, by the final models. ``tensorboard_dir``: every fit with epochs writes its curves there
+    (``mmpipe.reporting.tensorboard``), one run per final model (``seed<k>``) and per fold (``repeat<r>_fold<k>``)."""
     task = task or "classification"
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -182,6 +186,8 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
         raise ValueError(f"ablation {name!r}: selection.method cv needs the folds (results/<ds>/folds.parquet)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if tensorboard_dir is not None:
+        Path(tensorboard_dir).mkdir(parents=True, exist_ok=True)
     params = dict(params or {})
     head_params = {k: v for k, v in params.items() if k != "context"}
     context = check_mode(params.get("context"))
@@ -207,6 +213,14 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
     def fit_one(seed, p, fold: Fold):
         return fit_fold(head, p, seed, len(classes), task, fold)
 
+    def curves(run: str, model: Head, p: dict[str, Any], scores: dict[str, Any] | None) -> None:
+        if tensorboard_dir is not None:
+            final = {"train_loss": model.history_[-1]["train_loss"]} if model.history_ and \
+                "train_loss" in model.history_[-1] else {}
+            write_fit_events(Path(tensorboard_dir) / run, model.history_,
+                             {"head": head, "modalities": "+".join(modalities), **p},
+                             {**final, **({main: scores[main]} if scores else {})})
+
     per_seed: list[dict[str, Any]] = []
     if cv_mode:
         X, t, g, guids = cv_pool(d, task)
@@ -225,6 +239,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
             m, out = _score(model, _rows(X, held), t[held], fold.seq(held) if uses_groups else None, classes,
                             regression)
             oof[r, held] = np.asarray(out).reshape(len(held), width)
+            curves(f"repeat{r}_fold{k}", model, head_params, m)
             refit = _jsonable(model.refit_params())
             log.info("repeat %d fold %d: fit %.2f s on %d (+%d early-stopping), best epoch %s, chose %s; held-out "
                      "%d: %s %.4f", r, k, fit_s, len(fold.fit), len(fold.stop),
@@ -244,6 +259,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
             model_file = f"model_seed{seed}.pt"
             model.save(out_dir / model_file)
             test = _score(model, d.X_test, t_test, seq_test, classes, regression)[0] if labelled_test else None
+            curves(f"seed{seed}", model, {**head_params, **final}, test)
             log.info("seed %d: refit on all %d labelled samples with %s in %.2f s%s", seed, len(t), json.dumps(final),
                      fit_s, f"; test {main} {test[main]:.4f}" if test else "")
             per_seed.append({"seed": int(seed), "fit_seconds": round(fit_s, 3), "model": model_file,
@@ -253,6 +269,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
             np.savez_compressed(fh, guids=np.asarray(guids, dtype=str), folds=folds, outputs=oof)
         result.update(cv=aggregate(fold_metrics), val=None, folds=fold_recs, refit=final,
                       best_epochs=[f["best_epoch"] for f in fold_recs])
+        latency_X, latency_seq = X, all_rows.seq(all_rows.fit) if uses_groups else None
         histories = {f"fold {f['fold']}": f["history"] for f in fold_recs if f["repeat"] == 0}
         best_epochs = {f"fold {f['fold']}": f["best_epoch"] for f in fold_recs if f["repeat"] == 0}
         scored = "cv"
@@ -269,6 +286,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
             test = _score(model, d.X_test, t_test, seq_test, classes, regression)[0] if labelled_test else None
             model_file = f"model_seed{seed}.pt"
             model.save(out_dir / model_file)
+            curves(f"seed{seed}", model, head_params, val)
             refit = _jsonable(model.refit_params())
             log.info("seed %d: fit %.2f s, best epoch %s, chosen on validation %s; val %s %.4f%s", seed, fit_s,
                      model.best_epoch_ if model.best_epoch_ is not None else "-", json.dumps(refit) if refit else "-",
@@ -277,6 +295,8 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
                              "model": model_file, "refit_params": refit, "val": val, "test": test,
                              "history": _jsonable(model.history_)})
         result.update(val=aggregate([r["val"] for r in per_seed]), best_epochs=[r["best_epoch"] for r in per_seed])
+        latency_X = split_fold.X
+        latency_seq = split_fold.seq(np.arange(len(split_fold.t))) if uses_groups else None
         histories = {r["seed"]: r["history"] for r in per_seed}
         best_epochs = {r["seed"]: r["best_epoch"] for r in per_seed}
         scored = "val"
@@ -287,6 +307,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
         "fit_seconds_total": round(sum(r["fit_seconds"] for r in per_seed)
                                    + sum(f["fit_seconds"] for f in result.get("folds") or []), 3),
         "majority_baseline": _jsonable(majority_baseline(d, task)),
+        "cost": cost_record(model, latency_X, [r["fit_seconds"] for r in per_seed], latency_seq),
         "std": CV_STD_NOTE if cv_mode else STD_NOTE,
         "confusion": CV_CONFUSION_NOTE if cv_mode else CONFUSION_NOTE,
         "files": {"confusion": "confusion.png", "curve": "curve.png", "report": "report.md",
@@ -336,6 +357,15 @@ def _baseline_lines(r: dict[str, Any], regression: bool) -> list[str]:
     return [f"- **Majority baseline** ({b['rule']}: {pred}): " + "; ".join(parts)] if parts else []
 
 
+def _cost_lines(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    params = "not counted" if c.get("parameters") is None else f"{c['parameters']:,}"
+    return [f"- **Cost:** {params} parameters; {c['fit_seconds_per_seed']:.2f} s per final fit; "
+            f"{c['inference_ms_per_1000']:.1f} ms to predict 1,000 samples; the job peaked at "
+            f"{c['peak_rss_mb']:.0f} MB of memory"]
+
+
 def _how(r: dict[str, Any]) -> str:
     """How the scores were obtained, in one paragraph."""
     if r.get("cv"):
@@ -373,6 +403,7 @@ def render_report(r: dict[str, Any]) -> str:
         f"- **Context:** {r.get('context', 'none')}",
         *([] if cv_mode else _baseline_lines(r, regression)),
         f"- **Fit time:** {r['fit_seconds_total']:.1f} s in total",
+        *_cost_lines(r.get("cost")),
         "",
         _how(r),
         "",

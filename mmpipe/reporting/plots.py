@@ -134,3 +134,34 @@ def _finish(fig, axes, title: str, path: str | Path) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
+
+
+def pareto_front(costs: Sequence[float], scores: Sequence[float], higher_is_better: bool = True) -> list[bool]:
+    """Which points no other point beats on both axes (cost no higher, score no worse, one strictly better)."""
+    s = [v if higher_is_better else -v for v in scores]
+    return [not any((costs[j] <= costs[i] and s[j] >= s[i]) and (costs[j] < costs[i] or s[j] > s[i])
+                    for j in range(len(s))) for i in range(len(s))]
+
+
+def pareto_png(points: Sequence[dict[str, Any]], path: str | Path, score_label: str, higher_is_better: bool = True,
+               title: str = "Score against cost") -> None:
+    """Score against inference latency and against fit time, one dot per ablation, the Pareto front joined.
+    ``points``: dicts with ``name``, ``score``, ``inference_ms_per_1000`` and ``fit_seconds_per_seed``."""
+    axes_spec = (("inference_ms_per_1000", "inference ms per 1,000 samples (log)"),
+                 ("fit_seconds_per_seed", "fit seconds per final model (log)"))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, (key, xlabel) in zip(axes, axes_spec):
+        pts = [p for p in points if p.get(key) and p.get("score") is not None]
+        xs, ys = [max(float(p[key]), 1e-6) for p in pts], [float(p["score"]) for p in pts]
+        front = pareto_front(xs, ys, higher_is_better)
+        ax.scatter(xs, ys, c=[COLOURS[0] if f else "0.6" for f in front], s=28, zorder=3)
+        order = sorted((x, y) for x, y, f in zip(xs, ys, front) if f)
+        if order:
+            ax.plot(*zip(*order), color=COLOURS[0], lw=1.2, drawstyle="steps-post", label="Pareto front")
+        for x, y, f, p in zip(xs, ys, front, pts):
+            if f:
+                ax.annotate(p["name"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(score_label + ("" if higher_is_better else " (lower is better)"))
+    _finish(fig, axes, title, path)

@@ -125,14 +125,16 @@ def validation_check(entries: list[dict[str, Any]], regression: bool = False) ->
 
 
 def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: str | None = None,
-              metric: str | None = None, select_among: list[list[str]] | None = None) -> dict[str, Any]:
+              metric: str | None = None, select_among: list[list[str]] | None = None,
+              out_cost_png: Path | None = None) -> dict[str, Any]:
     """Rank the ablations whose ``metrics.json`` files are given; write ``out_md`` and ``out_json``.
 
     Ranking and selection use ``metric`` (default macro-F1, or MAE for regression): its mean over the
     cross-validation folds when the ablations were cross-validated, else over seeds on the validation split
     (ties: higher accuracy (Corr), then name). ``select`` forces the selected ablation by name; ``select_among``
     limits the choice to ablations on those modality sets (the rest are still ranked). Cross-validated
-    ablations are compared with the svm baseline fold by fold (``cv.paired_comparison``).
+    ablations are compared with the svm baseline fold by fold (``cv.paired_comparison``). ``out_cost_png``: the
+    score against inference latency and fit time, with the Pareto front (``plots.pareto_png``).
     """
     if not metrics_files:
         raise ValueError("summarize needs at least one metrics.json")
@@ -154,6 +156,7 @@ def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: s
             "context": r.get("context", "none"), "metrics_file": str(f),
             "n": r.get("n"), "val_support": _support(r.get("cv") or r["val"]),
             "fold_scores": [dict(fl["scores"], repeat=fl["repeat"], fold=fl["fold"]) for fl in r.get("folds") or []],
+            "cost": r.get("cost"),
         })
     if len(tasks) > 1:
         raise ValueError(f"the ablations mix tasks {sorted(tasks)}; summarise one task at a time")
@@ -187,9 +190,45 @@ def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: s
                "test_labelled": any(e["test"] for e in entries), "validation": validation}
     write_text(out_json, json.dumps(summary, indent=1) + "\n")
     among = ", ".join("+".join(m) for m in select_among) if select_among and select is None else ""
-    write_text(out_md, _render(entries, selected, comparison, select is not None, Path(out_md), tk, baseline,
-                               validation, among))
+    md = _render(entries, selected, comparison, select is not None, Path(out_md), tk, baseline, validation, among)
+    costed = [e for e in entries if e.get("cost")]
+    if costed:
+        md += _cost_section(costed, tk, Path(out_md), out_cost_png)
+        if out_cost_png is not None:
+            from mmpipe.reporting.plots import pareto_png
+
+
+            higher = tk.select_metric not in LOWER_IS_BETTER
+            pareto_png([{"name": e["name"], "score": _score(e, tk.sel, tk.select_metric), **e["cost"]} for e in costed],
+                       out_cost_png, tk.selection_words, higher, title="Cost of each ablation (final models)")
+    write_text(out_md, md)
     return summary
+
+
+def _cost_section(entries: list[dict[str, Any]], tk: _Task, out_md: Path, png: Path | None) -> str:
+    """The cost table (ranking order) and the Pareto figure's link."""
+    from mmpipe.reporting.plots import pareto_front
+
+    higher = tk.select_metric not in LOWER_IS_BETTER
+    scores = [_score(e, tk.sel, tk.select_metric) for e in entries]
+    lat = [e["cost"]["inference_ms_per_1000"] for e in entries]
+    front = pareto_front(lat, [v if v is not None else (-1e9 if higher else 1e9) for v in scores], higher)
+    lines = ["", "## Cost", "",
+             "Parameters of the final model, fit time per final model (refit on all labelled samples), the ablation "
+             "job's peak memory (its process, all seeds and folds) and the time to predict 1,000 samples on this "
+             "machine. ◆: on the Pareto front of score against inference time (no other ablation is both faster "
+             "and better).", "",
+             f"| rank | ablation | {tk.selection_words} | parameters | fit s per model | peak MB | ms per 1,000 | |",
+             "|---|---|---|---|---|---|---|---|"]
+    for e, sc, f in zip(entries, scores, front):
+        c = e["cost"]
+        params = "—" if c.get("parameters") is None else f"{c['parameters']:,}"
+        lines.append(f"| {e['rank']} | {e['name']} | {'—' if sc is None else f'{sc:.3f}'} | {params} | "
+                     f"{c['fit_seconds_per_seed']:.2f} | {c['peak_rss_mb']:.0f} | {c['inference_ms_per_1000']:.1f} | "
+                     f"{'◆' if f else ''} |")
+    if png is not None:
+        lines += ["", f"![score against cost]({_rel(str(png), out_md)})"]
+    return "\n".join(lines) + "\n"
 
 
 def _baseline_comparison(sel: dict[str, Any], entries: list[dict[str, Any]], tk: _Task | None = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ rule ablation:
             labels={"ablation": "{ablation}", "figure": "report"},
         ),
         metrics=f"{RES}/ablations/{{ablation}}/metrics.json",
+        tensorboard=directory(f"{RES}/tensorboard/{{ablation}}"),
         confusion=report(
             f"{RES}/ablations/{{ablation}}/confusion.png",
             category="Ablations",
@@ -56,6 +57,7 @@ rule summary:
     output:
         md=report(f"{RES}/report.md", category="Summary", caption="../report/summary.rst"),
         json=f"{RES}/summary.json",
+        cost=report(f"{RES}/cost.png", category="Cost", caption="../report/cost.rst"),
     params:
         select=config["predict"]["select"],
         select_among=config["predict"]["select_among"],

@@ -15,4 +15,4 @@ with job_log(snakemake.log[0]):
     params = {**spec["params"], "threads": snakemake.threads}
     run_ablation(data, snakemake.wildcards.ablation, spec["modalities"], spec["head"], params, spec["seeds"],
                  Path(snakemake.output.metrics).parent, task=snakemake.params.get("task", "classification"),
-                 selection=selection, folds=folds)
+                 selection=selection, folds=folds, tensorboard_dir=Path(snakemake.output.tensorboard))

@@ -96,6 +96,10 @@ class Head(ABC):
         """Parameters that repeat this fit's choices on validation (epochs, C, ...) in a refit without it."""
         return {}
 
+    def n_parameters(self) -> int | None:
+        """How many numbers the fitted model keeps to predict (weights, support vectors, ...); None: not counted."""
+        return None
+
     @abstractmethod
     def fit(self, X: Features, y: np.ndarray, X_val: Features | None = None, y_val: np.ndarray | None = None, *,
             groups: np.ndarray | None = None, groups_val: np.ndarray | None = None) -> "Head":

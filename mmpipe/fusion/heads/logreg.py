@@ -21,6 +21,7 @@ class LogReg(SklearnHead):
     gain little here and spin-wait badly on a busy machine).
     """
 
+    estimators_attrs = ("model_",)
     defaults = {**SklearnHead.defaults, "C": [0.01, 0.1, 1.0], "max_iter": 1000}
 
     def _threads(self):

@@ -209,6 +209,9 @@ class NeuralHead(Head):
     def refit_params(self) -> dict[str, Any]:
         return {"epochs": int(self.best_epoch_)} if self.best_epoch_ else {}
 
+    def n_parameters(self) -> int | None:
+        return None if self.module_ is None else int(sum(p.numel() for p in self.module_.parameters()))
+
     # ---- training -----------------------------------------------------------------------------
     @property
     def loss_name(self) -> str:
@@ -303,7 +306,7 @@ class NeuralHead(Head):
                     scaler.step(opt)
                     scaler.update()
                     total += loss.detach() * len(yb)
-                rec = {"epoch": epoch, "train_loss": float(total) / max(len(ytr), 1)}
+                rec = {"epoch": epoch, "train_loss": float(total) / max(len(ytr), 1), "lr": opt.param_groups[0]["lr"]}
                 if has_val:
                     rec.update(self._val_record(self._outputs(val), yv))
                     if self._better(rec, best):

@@ -9,7 +9,7 @@ import contextlib
 import io
 from numbers import Real
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ClassVar, Callable
 
 import numpy as np
 
@@ -29,6 +29,15 @@ def is_positive(v: Any) -> bool:
     return isinstance(v, Real) and not isinstance(v, bool) and v > 0
 
 
+def estimator_size(est: Any) -> int:
+    """The learned numbers of a fitted scikit-learn estimator (coefficients, intercepts, dual coefficients) or array."""
+    if est is None:
+        return 0
+    if isinstance(est, np.ndarray):
+        return int(est.size)
+    return int(sum(np.size(getattr(est, a)) for a in ("coef_", "intercept_", "dual_coef_") if hasattr(est, a)))
+
+
 class SklearnHead(Head):
     """``C`` may be a number or a list. With validation data every candidate is fitted (smallest first) and
     the best by validation macro-F1 is kept (regression: the lowest validation MAE; ties: the smaller C, i.e.
@@ -37,6 +46,8 @@ class SklearnHead(Head):
     ``refit_params()`` returns the chosen ``C`` (``C_``)."""
 
     defaults = {**Head.defaults, "C": 1.0}
+    # the fitted estimators and arrays that ``n_parameters`` counts
+    estimators_attrs: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -112,6 +123,9 @@ class SklearnHead(Head):
         out = np.zeros((proba.shape[0], self.n_classes_))
         out[:, classes] = proba
         return out
+
+    def n_parameters(self) -> int | None:
+        return sum(estimator_size(getattr(self, a)) for a in self.estimators_attrs) if self.fitted_ else None
 
     def refit_params(self) -> dict[str, Any]:
         return {"C": float(self.C_)}

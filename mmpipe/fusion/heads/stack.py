@@ -59,7 +59,7 @@ from mmpipe.core.atomic import atomic_path
 from mmpipe.core.errors import ConfigError
 from mmpipe.fusion.heads.base import HEADS, Features, Head, register
 from mmpipe.fusion.heads.common import check_features, fast_scores, infer_n_classes, regression_scores
-from mmpipe.fusion.heads.sklearn_base import SklearnHead, candidate_values, is_positive
+from mmpipe.fusion.heads.sklearn_base import SklearnHead, candidate_values, estimator_size, is_positive
 
 INHERITED = ("seed", "threads", "n_classes", "task", "class_weight", "smote")
 MEMBER_KEYS = {"name", "head", "modalities", "params"}
@@ -181,6 +181,12 @@ class Stack(SklearnHead):
             raise ValueError(f"stack member {member.name!r} gave probabilities of shape {P.shape}, "
                              f"expected (n, {self.n_classes_}); do not set n_classes on a member")
         return np.log(np.clip(P, LOG_CLIP, 1.0))
+
+    def n_parameters(self) -> int | None:
+        if not self.fitted_:
+            return None
+        members = [h.n_parameters() for h in self.member_heads_]
+        return None if None in members else sum(members) + estimator_size(self.meta_)
 
     def _meta(self, C: float) -> Any:
         if self.regression:

@@ -30,6 +30,7 @@ class SVM(SklearnHead):
     """Parameters: ``C`` (number or list, see SklearnHead; default (0.3, 1, 3)), ``gamma`` ("scale" or a
     number), ``calibration_folds``, ``epsilon`` (SVR's insensitive tube; regression only)."""
 
+    estimators_attrs = ("svc_", "X_sv_", "calibrator_")
     defaults = {**SklearnHead.defaults, "C": [0.3, 1.0, 3.0], "gamma": "scale", "calibration_folds": 3,
                 "epsilon": 0.1}
 
