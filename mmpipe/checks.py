@@ -88,11 +88,18 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
             continue
         takes = set(HEADS.get(head).defaults) | {"context"}
         training = {k: v for k, v in (config.get("training") or {}).items() if k in takes}
-        params = {**training, **{k: v for k, v in (entry or {}).items() if k != "head"}}
+        params = {**training, **{k: v for k, v in (entry or {}).items() if k not in ("head", "tuned")}}
         collect(f"heads.{variant}", HEADS.get(head).check_params, {k: v for k, v in params.items() if k != "context"})
     taken = {"seeds", "context"}.union(*(cls.defaults for _, cls in HEADS.items()))
     for key in sorted(set(config.get("training") or {}) - taken):  # each key goes to the heads that take it
         problems.append(f"training.{key}: no head takes it (known: {', '.join(sorted(taken))})")
+    if grid and not problems:  # the heads themselves are fine: check what `tune` would search
+        from mmpipe.fusion.tune import tuning_specs
+
+        try:
+            tuning_specs(config, grid)
+        except ConfigError as exc:
+            problems.append(str(exc))
     select = (config.get("predict") or {}).get("select")
     if select is not None and grid and select not in grid:
         problems.append(f"predict.select: {select!r} is not an ablation of this config "

@@ -13,11 +13,12 @@ def ablation_name(modalities: list[str], head: str) -> str:
 
 
 def ablation_grid(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every ablation the config asks for: name -> {head, variant, modalities, params, seeds}.
+    """Every ablation the config asks for: name -> {head, variant, modalities, params, seeds, tuned}.
 
     ``params`` merges the shared ``training`` settings that the head takes (its ``defaults``; ``context`` is
     taken by every head) with the head's own entry, which wins; ``seeds`` stays apart so one job trains every
-    seed.
+    seed. ``tuned``: the ablation merges its head's tuned parameters (``results/<ds>/tuning/<variant>/best.json``)
+    over ``params``.
     """
     from mmpipe.fusion.heads import HEADS
 
@@ -40,6 +41,7 @@ def ablation_grid(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"ablations.heads: {variant!r} is not configured under heads: ({', '.join(heads)})")
         params = dict(heads[variant] or {})
         head = params.pop("head", variant)
+        tuned = bool(params.pop("tuned", False))
         if head == "stack":  # after the other heads: its members are their ablations
             stacks.append((variant, params))
             continue
@@ -48,7 +50,7 @@ def ablation_grid(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for subset in subsets:
             grid[ablation_name(list(subset), variant)] = {
                 "head": head, "variant": variant, "modalities": list(subset),
-                "params": {**shared, **params}, "seeds": list(seeds)}
+                "params": {**shared, **params}, "seeds": list(seeds), "tuned": tuned}
     for variant, params in stacks:
         grid.update(_stack_ablation(variant, params, grid, training, seeds))
     return grid

@@ -18,6 +18,7 @@ from mmpipe.core.paths import data_root, dataset_name, is_demo
 from mmpipe.core.registry import PLUGINS_ENV
 from mmpipe.core.shards import remove_unreadable
 from mmpipe.fusion.grid import ablation_grid
+from mmpipe.fusion.tune import tuning_specs
 from mmpipe.ingest import layouts
 from mmpipe.ingest.split import shard_count
 
@@ -56,6 +57,7 @@ DEFAULT_RESOURCES = {
     "extract": dict(threads=2, mem_mb=4000, runtime=60),
     "adapter": dict(threads=2, mem_mb=6000, runtime=120),
     "ablation": dict(threads=1, mem_mb=2000, runtime=30),
+    "tune": dict(threads=1, mem_mb=2000, runtime=120),
     "summary": dict(threads=1, mem_mb=1000, runtime=5),
     "model": dict(threads=1, mem_mb=2000, runtime=30),
     "predict": dict(threads=1, mem_mb=2000, runtime=30),
@@ -106,11 +108,35 @@ def extract_inputs(wildcards):
 
 
 ABLATIONS = ablation_grid(config)
+# the heads the `tune` target tunes, and the workers that share each study
+TUNING = tuning_specs(config, ABLATIONS)
+TUNING_WORKERS = list(range(config["tuning"]["workers"]))
+SELECTION_METRIC = config["selection"]["metric"] or ("mae" if config["labels"].get("scheme") == "regression" else "macro_f1")
+
+
+def modality_features(mods):
+    return expand(f"{RES}/features/{{encoder}}/{{shard}}.parquet", encoder=mods, shard=SHARDS)
 
 
 def ablation_features(wildcards):
-    mods = ABLATIONS[wildcards.ablation]["modalities"]
-    return expand(f"{RES}/features/{{encoder}}/{{shard}}.parquet", encoder=mods, shard=SHARDS)
+    return modality_features(ABLATIONS[wildcards.ablation]["modalities"])
+
+
+def ablation_tuning(wildcards):
+    """The tuned parameters of the ablation's head, when its config entry says `tuned: true`."""
+    spec = ABLATIONS[wildcards.ablation]
+    return f"{RES}/tuning/{spec['variant']}/best.json" if spec.get("tuned") else []
+
+
+def tuning_features(wildcards):
+    return modality_features(TUNING[wildcards.variant]["modalities"])
+
+
+def tuning_settings():
+    """The `tuning` settings a worker runs with, and the inner early-stopping share. The study's name digests
+    what defines it (not the trial count or time budget: raising `trials` extends the same study)."""
+    keep = {k: v for k, v in config["tuning"].items() if k not in ("heads", "space", "workers", "modalities")}
+    return {**keep, "inner_val": config["selection"]["inner_val"]}
 
 
 def extract_gpu(wildcards):

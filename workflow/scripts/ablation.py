@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 from mmpipe.core.runlog import job_log
@@ -13,6 +14,8 @@ with job_log(snakemake.log[0]):
     folds = read_folds(snakemake.input.folds, [*data.guids_train, *data.guids_val]) \
         if selection["method"] == "cv" else None
     params = {**spec["params"], "threads": snakemake.threads}
+    if snakemake.input.get("tuning"):  # `tuned: true`: the study's best parameters over the configured ones
+        params.update(json.loads(Path(snakemake.input.tuning).read_text())["params"])
     run_ablation(data, snakemake.wildcards.ablation, spec["modalities"], spec["head"], params, spec["seeds"],
                  Path(snakemake.output.metrics).parent, task=snakemake.params.get("task", "classification"),
                  selection=selection, folds=folds, tensorboard_dir=Path(snakemake.output.tensorboard))

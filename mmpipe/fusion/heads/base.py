@@ -52,6 +52,9 @@ class Head(ABC):
         "smote": False,
         "threads": None,
     }
+    # What `tune` searches by default (Optuna): parameter -> {low, high, log} (int when both bounds are
+    # integers) or {choices: [...]}; the config's ``tuning.space.<head>`` replaces it.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, **params: Any):
         self.params = self.check_params(params)

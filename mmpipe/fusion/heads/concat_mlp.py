@@ -11,6 +11,7 @@ class ConcatMLP(NeuralHead):
     """Early fusion MLP. Extra parameter: ``in_dropout`` (dropout on the fused input)."""
 
     defaults = {**NeuralHead.defaults, "in_dropout": 0.0}
+    search_space = {**NeuralHead.search_space, "in_dropout": {"low": 0.0, "high": 0.6}}
 
     def build_module(self, dims, n_classes):
         from mmpipe.fusion.nets import ConcatMLPModule

@@ -16,6 +16,7 @@ class Gated(NeuralHead):
     """Extra parameter: ``gmu_dim`` (width of the gated representation)."""
 
     defaults = {**NeuralHead.defaults, "gmu_dim": 64}
+    search_space = {**NeuralHead.search_space, "gmu_dim": {"low": 32, "high": 256, "log": True}}
 
     def build_module(self, dims, n_classes):
         from mmpipe.fusion.nets import GMUModule
