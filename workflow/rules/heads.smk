@@ -7,13 +7,10 @@ rule ablation:
         manifest=f"{RES}/manifest.parquet",
         folds=rules.folds.output[0],
         features=ablation_features,
+        tuning=ablation_tuning,
     output:
-        report=report(
-            f"{RES}/ablations/{{ablation}}/report.md",
-            category="Ablations",
-            subcategory="{ablation}",
-            labels={"ablation": "{ablation}", "figure": "report"},
-        ),
+        # shown in the HTML report as report.html (rule ablation_html), its figures embedded
+        report=f"{RES}/ablations/{{ablation}}/report.md",
         metrics=f"{RES}/ablations/{{ablation}}/metrics.json",
         tensorboard=directory(f"{RES}/tensorboard/{{ablation}}"),
         confusion=report(
@@ -55,7 +52,7 @@ rule summary:
     input:
         expand(f"{RES}/ablations/{{ablation}}/metrics.json", ablation=ABLATIONS),
     output:
-        md=report(f"{RES}/report.md", category="Summary", caption="../report/summary.rst"),
+        md=f"{RES}/report.md",  # shown in the HTML report as summary.html (rule summary_html)
         json=f"{RES}/summary.json",
         cost=report(f"{RES}/cost.png", category="Cost", caption="../report/cost.rst"),
     params:

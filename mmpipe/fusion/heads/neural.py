@@ -16,6 +16,9 @@ returns ``(batch, n_classes)`` logits. Everything else lives here:
   weights restored at the end (regression: validation MAE, see above)
   (``best_epoch_``, per-epoch ``history_``); without validation data exactly ``epochs`` epochs
   (default ``max_epochs``), which is how a model is refitted on train+val for the best epoch;
+* ``modality_dropout`` (default 0): in training only, each sample's each (standardised) modality vector is
+  replaced by zeros, i.e. the training mean, with that probability, drawn from the fit's seeded generator; a
+  sample that would lose every modality keeps one at random (with one modality nothing is dropped);
 * seeding (identical seed and data -> identical probabilities on the same machine and thread count);
 * ``device: cpu | cuda | auto``; on CUDA, ``torch.autocast`` mixed precision (bf16 where supported,
   else fp16 with a GradScaler) unless ``amp: false``;
@@ -63,6 +66,7 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     "device": "auto",  # cpu | cuda | auto (CUDA with mixed precision when a GPU is present)
     "amp": True,  # mixed precision on CUDA
     "eval_batch_size": 4096,
+    "modality_dropout": 0.0,  # training only: per sample and modality, the chance its vector is zeroed
 }
 
 FORMAT_VERSION = 1
@@ -121,6 +125,8 @@ class NeuralHead(Head):
     """Base class of the torch heads (see the module docstring)."""
 
     defaults = {**Head.defaults, **NEURAL_DEFAULTS}
+    search_space = {"lr": {"low": 1e-4, "high": 3e-3, "log": True}, "hidden": {"low": 64, "high": 512, "log": True},
+                    "dropout": {"low": 0.0, "high": 0.6}, "weight_decay": {"low": 1e-4, "high": 0.1, "log": True}}
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -134,8 +140,10 @@ class NeuralHead(Head):
             v = p[key]
             if not (v is None and key == "epochs") and (isinstance(v, bool) or not isinstance(v, Integral) or v < 1):
                 raise cls.config_error(f"{key} must be a positive integer, got {v!r}")
-        if not isinstance(p["dropout"], Real) or not 0 <= p["dropout"] < 1:
-            raise cls.config_error(f"dropout must be a number in [0, 1), got {p['dropout']!r}")
+        for key in ("dropout", "modality_dropout"):
+            v = p[key]
+            if isinstance(v, bool) or not isinstance(v, Real) or not 0 <= v < 1:
+                raise cls.config_error(f"{key} must be a number in [0, 1), got {v!r}")
         return p
 
     def __init__(self, **params: Any):
@@ -184,10 +192,30 @@ class NeuralHead(Head):
         # one gather per epoch, then contiguous slices (views): cheaper than a gather per batch
         perm = torch.randperm(n, generator=gen).to(self.device_)
         xs, y = [x[perm] for x in xs], y[perm]
+        keep = self._modality_keep((n,), len(xs), gen)
+        if keep is not None:
+            xs = [x * keep[:, j:j + 1].to(x.dtype) for j, x in enumerate(xs)]
         for s in range(0, n, bs):
             with self._autocast():
                 out = self.module_([x[s:s + bs] for x in xs])
             yield out, y[s:s + bs]
+
+    def _modality_keep(self, shape: tuple[int, ...], n_modalities: int,
+                       gen: torch.Generator) -> torch.Tensor | None:
+        """Modality dropout: a ``(*shape, n_modalities)`` 0/1 mask on the device (1: keep), or None when off.
+        Each entry is 0 with probability ``modality_dropout``; where a sample would lose every modality, one,
+        drawn uniformly, is kept. Drawn from ``gen`` (CPU), so a fit stays deterministic; with one modality, or
+        ``modality_dropout: 0``, nothing is drawn."""
+        import torch
+
+        rate = float(self.params.get("modality_dropout") or 0.0)
+        if rate <= 0 or n_modalities < 2:
+            return None
+        keep = torch.rand((*shape, n_modalities), generator=gen) >= rate
+        rescue = torch.randint(n_modalities, shape, generator=gen)
+        none = ~keep.any(dim=-1)
+        keep[none] = torch.nn.functional.one_hot(rescue[none], n_modalities).bool()
+        return keep.to(self.device_)
 
     def _outputs(self, xs: Any) -> torch.Tensor:
         """Eval-mode outputs per row, in row order: ``(n, K)`` probabilities or (regression) ``(n,)`` scores."""
