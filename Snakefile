@@ -30,6 +30,9 @@ localrules:
     features,
     ablations,
     predictions,
+    robustness,
+    tune,
+    html,
 
 
 rule all:
@@ -38,6 +41,7 @@ rule all:
         rules.ablations.input,
         rules.predictions.input,
         rules.model.output,
+        rules.html.input,
     default_target: True
 
 

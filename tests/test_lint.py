@@ -21,10 +21,12 @@ from packaging.utils import canonicalize_name
 from conftest import REPO
 
 ENVS = REPO / "envs"
-TARGET_RULES = {"all", "features", "ablations", "predictions"}
+TARGET_RULES = {"all", "features", "ablations", "predictions", "tune", "html"}
 # which environment each group of rules runs in (issue: one per rule group)
 ENV_OF = {"demo_data": "extract", "manifest": "extract", "extract": "extract", "adapter": "extract", "folds": "heads",
-          "ablation": "heads", "model": "model", "predict": "model", "decode_report": "report", "summary": "report"}
+          "ablation": "heads", "model": "model", "predict": "model", "decode_report": "report", "summary": "report",
+          "tune_worker": "heads", "tune_report": "heads", "ablation_html": "report", "summary_html": "report",
+          "decode_html": "report"}
 
 
 def _snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -50,7 +50,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
-TARGET_RULES = {"all", "features", "ablations", "predictions"}
+TARGET_RULES = {"all", "features", "ablations", "predictions", "tune", "html", "robustness"}
 
 
 def planned_jobs(proc: subprocess.CompletedProcess) -> list[tuple[str, dict[str, str]]]:

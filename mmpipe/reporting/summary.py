@@ -380,7 +380,7 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
     mm = tk.modality_metric
     mname = L.get(mm, mm) if tk.regression else "macro-F1"
     lines += ["", "## What each modality adds", "",
-              f"Validation {mname} per head and modality set" + (f" (test {mname} in brackets)" if has_test else "")
+              f"{tk.where.capitalize()} {mname} per head and modality set" + (f" (test {mname} in brackets)" if has_test else "")
               + "; Δ is the best fused set minus the best single modality.", ""]
     groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for e in entries:

@@ -57,8 +57,12 @@ DEFAULT_RESOURCES = {
     "extract": dict(threads=2, mem_mb=4000, runtime=60),
     "adapter": dict(threads=2, mem_mb=6000, runtime=120),
     "ablation": dict(threads=1, mem_mb=2000, runtime=30),
-    "tune": dict(threads=1, mem_mb=2000, runtime=120),
+    "tune_worker": dict(threads=1, mem_mb=2000, runtime=120),
     "summary": dict(threads=1, mem_mb=1000, runtime=5),
+    "ablation_html": dict(threads=1, mem_mb=1000, runtime=5),
+    "summary_html": dict(threads=1, mem_mb=1000, runtime=5),
+    "decode_html": dict(threads=1, mem_mb=1000, runtime=5),
+    "tune_report": dict(threads=1, mem_mb=1000, runtime=10),
     "model": dict(threads=1, mem_mb=2000, runtime=30),
     "predict": dict(threads=1, mem_mb=2000, runtime=30),
 }

@@ -50,7 +50,7 @@ rule decode_report:
         manifest=rules.manifest.output.manifest,
         problems=rules.manifest.output.problems,
     output:
-        md=report(f"{RES}/reports/decode.md", category="Data", caption="../report/decode.rst"),
+        md=f"{RES}/reports/decode.md",  # shown in the HTML report as decode.html (rule decode_html)
         json=f"{RES}/reports/decode.json",
     log:
         f"{LOGS}/decode_report.log",

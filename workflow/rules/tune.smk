@@ -20,10 +20,10 @@ rule tune_worker:
     wildcard_constraints:
         variant="|".join(map(re.escape, TUNING)) or "^$",
         worker=r"\d+",
-    threads: res("tune", "threads")
+    threads: res("tune_worker", "threads")
     resources:
-        mem_mb=res("tune", "mem_mb"),
-        runtime=res("tune", "runtime"),
+        mem_mb=res("tune_worker", "mem_mb"),
+        runtime=res("tune_worker", "runtime"),
     conda:
         "../../envs/heads.yaml"
     script:
@@ -58,12 +58,12 @@ rule tune_report:
         f"{LOGS}/tuning/{{variant}}/report.log",
     wildcard_constraints:
         variant="|".join(map(re.escape, TUNING)) or "^$",
-    threads: 1
+    threads: res("tune_report", "threads")
     resources:
-        mem_mb=res("summary", "mem_mb"),
-        runtime=res("summary", "runtime"),
+        mem_mb=res("tune_report", "mem_mb"),
+        runtime=res("tune_report", "runtime"),
     conda:
-        "../../envs/report.yaml"
+        "../../envs/heads.yaml"
     script:
         "../scripts/tune_report.py"
 
