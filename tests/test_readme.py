@@ -50,6 +50,10 @@ def as_run(cmd: str) -> str | None:
         return f"{cmd} --dry-run"
     if "--profile profiles/slurm" in cmd or "../shared" in cmd:
         return f"{cmd.replace('../shared', str(SHARED.parent))} -n"
+    if re.match(r"snakemake .*\b(tune|robustness)\b|snakemake .*/tuning/", cmd):
+        return f"{cmd} -n"  # minutes of CPU on the default config: tests/test_tune.py and test_robustness.py run them
+    if cmd.startswith("tensorboard "):  # a server: TensorBoard's own digest of the same event files instead
+        return cmd.replace("tensorboard ", "tensorboard --inspect ", 1)
     return cmd
 
 

@@ -11,6 +11,7 @@ context (transductively, within each test video). Groups and positions come from
 ``mmpipe.fusion.context.sequence_index`` (``uses_groups``): ``fit(..., groups=, groups_val=)`` and
 ``predict(X, groups=)``. Training, early stopping, regression and persistence are those of
 ``NeuralHead``; only the batching differs: a minibatch is ``batch_size`` GROUPS (default 8), not rows.
+``modality_dropout`` drops modalities per sample (each utterance of a group on its own), as ``NeuralHead`` does.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class ContextGRU(NeuralHead):
             keep = ib.shape[1] - int((ib < 0).all(axis=0)[::-1].cumprod().sum())  # trim common padding
             ib = ib[:, :max(keep, 1)]
             xb, mask = self._gather(xs, ib)
+            keep = self._modality_keep(tuple(ib.shape), len(xb), gen)  # modality dropout, per sample
+            if keep is not None:
+                xb = [x * keep[..., j:j + 1].to(x.dtype) for j, x in enumerate(xb)]
             with self._autocast():
                 out = self.module_(xb, torch.from_numpy(lengths[perm[s:s + bs]]))
             yield out[mask], y[torch.from_numpy(ib[ib >= 0]).to(self.device_)]
