@@ -27,7 +27,7 @@ ENV_OF = {"demo_data": "extract", "manifest": "extract", "extract": "extract", "
           "ablation": "heads", "model": "model", "predict": "model", "decode_report": "report", "summary": "report",
           "tune_worker": "heads", "tune_report": "heads", "ablation_html": "report", "summary_html": "report",
           "decode_html": "report", "robustness_eval": "heads", "robustness_plan": "heads",
-          "robustness_report": "report"}
+          "robustness_report": "report", "tuning_html": "report", "robustness_html": "report"}
 
 
 def _snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

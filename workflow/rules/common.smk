@@ -18,6 +18,8 @@ from mmpipe.core.paths import data_root, dataset_name, is_demo
 from mmpipe.core.registry import PLUGINS_ENV
 from mmpipe.core.shards import remove_unreadable
 from mmpipe.fusion.grid import ablation_grid
+from mmpipe.fusion.robustness import evaluable as robustness_evaluable
+from mmpipe.fusion.robustness import settings as robustness_settings
 from mmpipe.fusion.tune import tuning_specs
 from mmpipe.ingest import layouts
 from mmpipe.ingest.split import shard_count
@@ -28,6 +30,7 @@ os.environ[PLUGINS_ENV] = os.pathsep.join(str(Path(p).resolve()) for p in ([_plu
 # Everything checkable is checked now, at planning time: a bad config starts no job.
 try:
     check_config(config)
+    ROBUSTNESS = robustness_settings(config)
 except MmpipeError as exc:
     sys.exit(f"mmpipe: {exc}")
 
@@ -63,6 +66,11 @@ DEFAULT_RESOURCES = {
     "summary_html": dict(threads=1, mem_mb=1000, runtime=5),
     "decode_html": dict(threads=1, mem_mb=1000, runtime=5),
     "tune_report": dict(threads=1, mem_mb=1000, runtime=10),
+    "tuning_html": dict(threads=1, mem_mb=1000, runtime=5),
+    "robustness_eval": dict(threads=1, mem_mb=3000, runtime=60),
+    "robustness_plan": dict(threads=1, mem_mb=1000, runtime=5),
+    "robustness_report": dict(threads=1, mem_mb=1000, runtime=5),
+    "robustness_html": dict(threads=1, mem_mb=1000, runtime=5),
     "model": dict(threads=1, mem_mb=2000, runtime=30),
     "predict": dict(threads=1, mem_mb=2000, runtime=30),
 }
@@ -115,6 +123,8 @@ ABLATIONS = ablation_grid(config)
 # the heads the `tune` target tunes, and the workers that share each study
 TUNING = tuning_specs(config, ABLATIONS)
 TUNING_WORKERS = list(range(config["tuning"]["workers"]))
+TUNED = [v for v, spec in TUNING.items() if (config["heads"][v] or {}).get("tuned")]
+ROBUSTNESS_EVALUABLE = robustness_evaluable(ABLATIONS)
 SELECTION_METRIC = config["selection"]["metric"] or ("mae" if config["labels"].get("scheme") == "regression" else "macro_f1")
 
 
@@ -130,6 +140,12 @@ def ablation_tuning(wildcards):
     """The tuned parameters of the ablation's head, when its config entry says `tuned: true`."""
     spec = ABLATIONS[wildcards.ablation]
     return f"{RES}/tuning/{spec['variant']}/best.json" if spec.get("tuned") else []
+
+
+def robustness_results(wildcards):
+    """The per-ablation robustness records the plan asks for (known once the summary has selected an ablation)."""
+    plan = json.loads(Path(checkpoints.robustness_plan.get().output[0]).read_text())
+    return expand(f"{RES}/robustness/{{ablation}}.json", ablation=plan["ablations"])
 
 
 def tuning_features(wildcards):
@@ -152,6 +168,11 @@ def extract_gpu(wildcards):
 
 
 RUN_STARTED = time.time()
+from mmpipe.core import liverun, runlog  # one live run per folder; a failed run's console kept short
+if workflow.is_main_process:  # not in job subprocesses or cluster jobs, which parse this file again
+    liverun.check()  # another run recorded in this folder: say so before Snakemake's --unlock/--rerun-incomplete
+    workflow.onstart(lambda log: liverun.record())  # real runs only (never -n), once they hold Snakemake's lock
+    runlog.hide_restore_warnings()  # "Cannot restore ...: no backup found" for update() outputs of a first build
 
 
 def print_job_errors():

@@ -79,9 +79,58 @@ rule decode_html:
         "../scripts/report_html.py"
 
 
-# Target-only: every HTML page of the report.
+rule tuning_html:
+    input:
+        md=f"{RES}/tuning/{{variant}}/report.md",
+        best=f"{RES}/tuning/{{variant}}/best.json",
+    output:
+        report(
+            f"{RES}/tuning/{{variant}}/report.html",
+            category="Tuning",
+            subcategory="{variant}",
+            labels={"head": "{variant}", "figure": "report"},
+            caption="../report/tuning.rst",
+        ),
+    params:
+        title=lambda wildcards: f"Tuning {wildcards.variant}",
+    log:
+        f"{LOGS}/report_html/tuning_{{variant}}.log",
+    wildcard_constraints:
+        variant="|".join(map(re.escape, TUNING)) or "^$",
+    threads: res("tuning_html", "threads")
+    resources:
+        mem_mb=res("tuning_html", "mem_mb"),
+        runtime=res("tuning_html", "runtime"),
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report_html.py"
+
+
+rule robustness_html:
+    input:
+        md=rules.robustness_report.output.md,
+        plot=rules.robustness_report.output.plot,
+    output:
+        report(f"{RES}/robustness/report.html", category="Robustness", caption="../report/robustness_report.rst"),
+    params:
+        title=f"Robustness: {DS}",
+    log:
+        f"{LOGS}/report_html/robustness.log",
+    threads: res("robustness_html", "threads")
+    resources:
+        mem_mb=res("robustness_html", "mem_mb"),
+        runtime=res("robustness_html", "runtime"),
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report_html.py"
+
+
+# Target-only: every HTML page of the report (the tuning pages of the heads whose ablations use their study).
 rule html:
     input:
         expand(f"{RES}/ablations/{{ablation}}/report.html", ablation=ABLATIONS),
         rules.summary_html.output,
         rules.decode_html.output,
+        expand(f"{RES}/tuning/{{variant}}/report.html", variant=TUNED),
