@@ -151,7 +151,7 @@ def test_tuning_specs():
     c = config()
     s = tuning_specs(c, ablation_grid(c))
     assert list(s) == ["concat_mlp", "svm", "wide"]  # every head with a search space; never the stack
-    assert s["wide"]["head"] == "concat_mlp" and s["svm"]["space"] == {"C": {"low": 1e-3, "high": 100.0, "log": True}}
+    assert s["wide"]["head"] == "concat_mlp" and s["svm"]["space"] == {"C": {"low": 1e-4, "high": 100.0, "log": True}}
     assert all(v["modalities"] == ["text", "image"] for v in s.values())  # the largest ablation set
     c = config(tuning={"heads": ["svm"], "space": {"svm": {"C": {"low": 0.1, "high": 10, "log": True}}},
                        "modalities": ["image"]})
@@ -206,3 +206,12 @@ def test_tune_target_then_tuned_ablations(tmp_path):
     assert count(jobs, "tune_worker") == 2 and count(jobs, "tune_report", variant="logreg") == 0
     assert {wc["ablation"] for r, wc in jobs if r == "ablation"} == {"text__concat_mlp", "image__concat_mlp",
                                                                       "text+image__concat_mlp"}
+
+
+def test_any_worker_that_starts_a_study_runs_the_untuned_setting_once(tmp_path):
+    d = make_data()
+    journal = tmp_path / "study.journal"
+    rec = run_worker(journal, spec(), {**TUNING, "trials": 3}, "macro_f1", d, "classification", d.classes, worker=1)
+    run_worker(journal, spec(), {**TUNING, "trials": 4}, "macro_f1", d, "classification", d.classes, worker=0)
+    untuned = [t for t in trials(journal, rec["study"]) if t.user_attrs.get("untuned")]
+    assert [t.number for t in untuned] == [0] and untuned[0].user_attrs["worker"] == 1

@@ -11,7 +11,7 @@ so a changed setting starts a new study, and the same settings resume the old on
 keeps every finished trial and fails its own trials that were left running. Several workers (``tuning.workers``,
 e.g. SLURM jobs on different nodes) share one study through the journal's file lock; each worker asks for
 trials until the study holds ``tuning.trials`` finished (complete or pruned) ones. Trial 0 is the head's
-configured (untuned) setting, so the study also measures what tuning bought. Neural heads prune a trial after a
+configured (untuned) setting when it lies in the space, so the study also measures what tuning bought. Neural heads prune a trial after a
 fold when its running mean is worse than the median of earlier trials (Optuna's MedianPruner).
 
 Planning needs only ``tuning_specs`` and ``check_space``: this module imports neither optuna nor torch at import.
@@ -212,8 +212,9 @@ def run_worker(journal: Path, spec: dict[str, Any], tuning: dict[str, Any], metr
         if tr.user_attrs.get("worker") == worker:  # left running by this worker's killed run
             storage.set_trial_state_values(tr._trial_id, TrialState.FAIL)
     untuned = _in_space(spec["params"], spec["space"], klass.defaults)
-    if worker == 0 and not study.trials and untuned:
-        study.enqueue_trial(untuned, user_attrs={"untuned": True})
+    if untuned and not any(tr.user_attrs.get("untuned") for tr in study.get_trials(deepcopy=False)):
+        # whichever worker starts first (another may already have run the whole study)
+        study.enqueue_trial(untuned, user_attrs={"untuned": True}, skip_if_exists=True)
 
     def objective(trial):
         for k, v in run.items():
@@ -277,7 +278,8 @@ def study_record(journal: Path, name: str, spec: dict[str, Any], tuning: dict[st
             "folds": int(tuning["folds"]), "data": "training split only (no validation or test sample)",
             "best": {"number": best["number"], "value": best["value"], "params": best["params"],
                      "fold_scores": best["fold_scores"]},
-            "untuned": None if untuned is None else {"value": untuned["value"], "params": untuned["params"]},
+            "untuned": None if untuned is None else {"number": untuned["number"], "value": untuned["value"],
+                                                     "params": untuned["params"]},
             "params": best["params"], "counts": counts, "space": spec["space"], "trials": trials}
 
 

@@ -31,7 +31,7 @@ def tuning_figures(journal: Path, name: str, history_png: Path, importances_png:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = ovm.plot_optimization_history(study)
         ax.set_ylabel(f"{metric}, cross-validated on the training split")
-        ax.set_title(f"Optimisation history of {name} (trial 0: untuned)")
+        ax.set_title(f"Optimisation history of {name}")
         ax.figure.set_size_inches(8, 4.5)
         _save(ax.figure, history_png)
         try:
@@ -62,7 +62,7 @@ def tuning_markdown(r: dict[str, Any], out_md: Path) -> str:
              f"- **Study:** `{r['study']}` in `{Path(r['journal']).name}` (Optuna journal storage; a rerun resumes it)",
              "", "## Best trial", "",
              f"Trial {best['number']}: **{r['metric']} {best['value']:.4f}**"
-             + (f"; the configured (untuned) setting, trial 0: {untuned['value']:.4f} "
+             + (f"; the configured (untuned) setting, trial {untuned['number']}: {untuned['value']:.4f} "
                 f"(Δ {best['value'] - untuned['value']:+.4f})" if untuned else ""), "",
              "| parameter | best | untuned | searched |", "|---|---|---|---|"]
     for name, space in r["space"].items():

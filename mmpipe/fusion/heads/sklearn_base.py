@@ -48,7 +48,7 @@ class SklearnHead(Head):
     defaults = {**Head.defaults, "C": 1.0}
     # the fitted estimators and arrays that ``n_parameters`` counts
     estimators_attrs: ClassVar[tuple[str, ...]] = ()
-    search_space = {"C": {"low": 1e-3, "high": 100.0, "log": True}}
+    search_space = {"C": {"low": 1e-4, "high": 100.0, "log": True}}
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
