@@ -272,6 +272,19 @@ def test_records_hold_every_corruption_on_held_out_and_test_rows(records):
                 assert s["missing"][-1]["mean"] <= s["clean"] + 1e-9
 
 
+def test_a_tuned_ablation_is_evaluated_with_the_parameters_it_fitted_with(tmp_path):
+    """A `tuned: true` ablation's grid entry holds the configured parameters; its metrics.json the tuned ones."""
+    d = make_data()
+    folds = pool_folds(d)
+    selection = {"method": "cv", "folds": 3, "repeats": 1, "inner_val": 0.2}
+    tuned = {**FAST, "hidden": 16, "lr": 3e-3}
+    run_ablation(d, "t", ["text", "image"], "concat_mlp", tuned, [0], tmp_path, selection=selection, folds=folds)
+    spec = {"head": "concat_mlp", "variant": "t", "modalities": ["text", "image"], "params": FAST, "seeds": [0],
+            "tuned": True}
+    rec = rb.evaluate_ablation(d, "t", spec, {**CONF, "modality_dropout": None}, selection, folds, tmp_path, threads=1)
+    assert rec["runs"][0]["consistency"]["max_abs_diff"] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_regression_and_split_selection_are_supported(tmp_path):
     d = make_data(regression=True)
     conf = {**CONF, "task": "regression", "metric": "mae", "higher_is_better": False}

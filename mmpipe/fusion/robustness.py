@@ -282,11 +282,12 @@ def evaluate_ablation(data: SplitData, name: str, spec: dict[str, Any], conf: di
         raise ValueError(f"{name}: {SKIP_STACK}")
     task, metric = conf["task"], conf["metric"]
     regression = task == "regression"
-    params = {**spec["params"], **({"threads": threads} if threads else {})}
+    metrics = json.loads((Path(ablation_dir) / "metrics.json").read_text(encoding="utf-8"))
+    # the parameters the ablation fitted with (a `tuned: true` head's include its study's best ones)
+    params = {**spec["params"], **metrics.get("params", {}), **({"threads": threads} if threads else {})}
     d = with_context(data.select(mods), check_mode(params.get("context")))
     classes, seeds = list(d.classes), [int(s) for s in spec["seeds"]]
     uses_groups = HEADS.get(head).uses_groups
-    metrics = json.loads((Path(ablation_dir) / "metrics.json").read_text(encoding="utf-8"))
     cv_mode = selection.get("method", "split") == "cv"
     splits, final_rows = held_out_folds(d, task, selection, folds, seeds[0])
     X, t = splits[0].X, splits[0].t
