@@ -46,8 +46,10 @@ rule all:
 
 
 onsuccess:
+    liverun.release()
     print_digest()
 
 
 onerror:
-    print_job_errors()
+    liverun.release()
+    runlog.at_exit(print_job_errors)  # after Snakemake's closing lines: the console ends with the mmpipe errors

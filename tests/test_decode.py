@@ -185,3 +185,40 @@ def test_real_mvsa_counts():
     assert not [t for t in gb if any(m in t for m in mojibake)]
     assert decoded["1099.txt"].text == "@missuniversechina 2013 Jin Ye makes… \n"
     assert decoded["110.txt"].text.startswith("“@preishaaaa: ")
+
+
+# Written for these tests: everyday Korean tweets (EUC-KR bytes also decode strictly as GB18030, to common Hanzi).
+KOREAN = ["오늘 날씨가 정말 좋네요. 산책하러 갑시다!", "너무 행복해요 ㅎㅎ 친구들이랑 영화 봤어요", "이 영화 진짜 최악이다. 돈 아깝다",
+          "사랑해요", "배고파 ㅠㅠ", "내일 시험인데 공부를 하나도 안 했어요", "새 휴대폰 샀는데 카메라가 별로네",
+          "주말에 가족과 함께 바다에 갔습니다. 물이 너무 차가웠어요", "ㅋㅋㅋㅋ 대박", "커피 한 잔 할래요?", "우리 팀이 이겼다!!"]
+
+
+@pytest.mark.parametrize("text", KOREAN)
+def test_euc_kr_is_read_as_korean_with_the_default_fallbacks(text):
+    data = text.encode("euc_kr")
+    assert implausibility(data.decode("gb18030")) == 0  # the GB18030 reading looks as clean as the Korean one
+    assert decode_bytes(data) == Decoded(text, "euc_kr", False)
+
+
+@pytest.mark.parametrize("text", ["진짜?", "좋아", "대박", "진짜 ㅋㅋ"])
+def test_very_short_korean_is_right_or_lossy_never_clean_mojibake(text):
+    # (one syllable alone, two bytes, is beyond any codec guess: 헐 stays the Hanzi 擎)
+    dec = decode_bytes(text.encode("euc_kr"))
+    assert dec.text == text or dec.lossy, dec
+
+
+@pytest.mark.parametrize("text, codec", [
+    # Chinese whose bytes also read as Hangul syllables (不好 as 꼇봤): chardet's language model keeps it Chinese
+    ("不好", "gb18030"), ("不错", "gb18030"), ("好开心啊", "gb18030"), ("这家餐厅的菜真难吃，再也不来了", "gb18030"),
+    ("不好", "big5"), ("下雨了，心情不好", "big5"), ("我很喜歡這部電影", "big5"),
+])
+def test_chinese_that_also_reads_as_hangul_stays_chinese(text, codec):
+    dec = decode_bytes(text.encode(codec))
+    assert (dec.text, dec.family, dec.lossy) == (text, encoding_family(codec), False)
+
+
+@pytest.mark.parametrize("text", ["ありがとう", "今日はとても良い天気ですね。", "明日また会いましょう", "すごい！"])
+def test_short_shift_jis_is_read_as_japanese(text):
+    # The GB18030 reading (ありがとう as 偁傝偑偲偆) has no kana; the Shift-JIS one is made of them.
+    dec = decode_bytes(text.encode("shift_jis"))
+    assert (dec.text, dec.encoding, dec.lossy) == (text, "shift_jis", False)

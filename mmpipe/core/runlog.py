@@ -1,12 +1,17 @@
-"""Logging for workflow jobs: everything to the job's log file, errors also to the console."""
+"""Logging for workflow jobs: everything to the job's log file, errors also to the console; and a failed run's
+console kept short (:func:`hide_restore_warnings`), ending with the mmpipe errors (:func:`print_errors`, which the
+workflow's ``onerror`` runs :func:`at_exit`, after Snakemake's closing lines)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import os
+import re
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from mmpipe.core.errors import MmpipeError
 
@@ -61,3 +66,43 @@ def print_errors(logs_dir: str | Path, since: float, limit: int = 5) -> None:
               file=sys.stderr)
     if len(found) > limit:
         print(f"mmpipe: ... and {len(found) - limit} more failed job(s); see their logs", file=sys.stderr)
+
+
+class _NoBackupFilter(logging.Filter):
+    """Drops Snakemake's "Cannot restore <file>: no backup found." (see :func:`hide_restore_warnings`)."""
+
+    PATTERN = re.compile(r"Cannot restore .*: no backup found\.$", re.DOTALL)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and self.PATTERN.match(record.msg))
+
+
+def hide_restore_warnings() -> None:
+    """Hide Snakemake's "Cannot restore ...: no backup found." lines (main process, at planning time).
+
+    When a job with ``update()`` outputs fails, Snakemake restores the copy of each output that it took before the
+    job ran; an output that did not exist then (a first build: the manifest's shard slices, a new feature shard)
+    has no copy, and Snakemake says so once per file, although there is nothing to restore and the failed job's
+    partial files are removed as usual. A real restore ("Restored previous version of ...") is still shown."""
+    from snakemake.logging import logger
+
+    if not any(isinstance(f, _NoBackupFilter) for f in logger.filters):
+        logger.addFilter(_NoBackupFilter())
+
+
+
+def at_exit(func: Callable[[], object]) -> None:
+    """Run ``func`` when the process exits, in the folder that is current now: Snakemake has gone back to the
+    folder it started in by then. The workflow's ``onerror`` prints the mmpipe errors so, after Snakemake's
+    closing lines (log path, elapsed time, "At least one job did not complete successfully")."""
+    folder = os.getcwd()
+
+    def run() -> None:
+        back = os.getcwd()
+        os.chdir(folder)
+        try:
+            func()
+        finally:
+            os.chdir(back)
+
+    atexit.register(run)

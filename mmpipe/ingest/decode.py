@@ -18,6 +18,10 @@ The chain, first success wins unless noted:
 Every reading must also be plausible (:func:`implausibility` per character at most ``MAX_IMPLAUSIBILITY``);
 when the best strict reading is not, it is kept but flagged ``lossy``: mojibake is never reported clean.
 
+Korean and Japanese double bytes also read as plausible GB18030 Hanzi; where such a reading ties, a Korean or
+Japanese reading that shows its own script and that chardet's language models rate clearly higher wins, and
+when chardet cannot tell them apart the decode is flagged lossy (see :func:`_rival_reading`).
+
 Steps 3 and 4 form one ranked list of candidates (chardet's guess first). Single-byte codecs such as
 cp1252 and latin-1 decode *any* bytes, and CJK codecs decode many Western byte strings too, so a candidate
 is passed over when a later one reads strictly more plausibly (see :func:`implausibility`): English tweets
@@ -174,8 +178,9 @@ def implausibility(text: str) -> float:
                 glued = (left.isascii() and left.isalnum()) + (right.isascii() and right.isalnum())
                 score += (0, 1, 3)[glued]
             for c in run:
-                if 0xAC00 <= ord(c) <= 0xD7A3 or 0x3040 <= ord(c) <= 0x30FF:
-                    continue  # Hangul syllables and kana: outside GB2312, but what Korean and Japanese are made of
+                if 0xAC00 <= ord(c) <= 0xD7A3 or 0x3131 <= ord(c) <= 0x318E or 0x3040 <= ord(c) <= 0x30FF:
+                    continue  # Hangul (syllables, jamo as in ㅋㅋ) and kana: outside GB2312, but what Korean and
+                    # Japanese are made of
                 if not _in_gb2312(c):  # GBK-extension pairs: what a Western high byte + ASCII byte forms
                     if not unicodedata.category(c).startswith("L"):
                         score += 1
@@ -221,6 +226,99 @@ def _chardet_guess(data: bytes) -> tuple[str, float] | None:
         return normalize_codec(enc), float(conf)
     except LookupError:
         return None
+
+
+# --- Korean and Japanese against a tied reading --------------------------------------------------------------
+# EUC-KR and Shift-JIS double bytes also decode strictly as GB18030, to runs of common Hanzi that score as clean
+# as the right reading (사랑해요 reads 荤尔秦夸, ありがとう in Shift-JIS 偁傝偑偲偆). Two independent kinds of
+# evidence then decide. The script: a Korean reading is made of the 2,350 everyday Hangul syllables of KS X 1001
+# (the GB18030 reading of Chinese bytes as Korean mixes them with Hanja and the rare UHC syllables), a Japanese
+# one shows kana that the other reading lacks. And chardet's language models (``detect_all``), which must rate
+# the language clearly above the tied reading's: MVSA's GBK Japanese keeps its GBK kana in an EUC-JP reading, and
+# English with GBK quote marks reads as one stray Hangul syllable, so neither is ever taken for the rival.
+_RIVALS: dict[str, tuple[str, ...]] = {"ko": ("euc_kr", "cp949"), "ja": ("shift_jis", "cp932", "euc_jp")}
+_LANGUAGE = {"euc_kr": "ko", "cp949": "ko", "johab": "ko", "iso2022_kr": "ko", "shift_jis": "ja", "cp932": "ja",
+             "euc_jp": "ja", "shift_jis_2004": "ja", "shift_jisx0213": "ja", "euc_jis_2004": "ja",
+             "euc_jisx0213": "ja", "iso2022_jp": "ja", "big5": "zh-tw", "big5hkscs": "zh-tw", "cp950": "zh-tw"}
+RIVAL_MARGIN = 2.0  # chardet's rating of the rival's language over the tied reading's, for a clean decode
+RIVAL_MIN_LETTERS = 2  # Hangul syllables or kana a rival reading must show
+
+
+def _language(codec: str) -> str:
+    """``ko``, ``ja``, ``zh-tw`` or the codec's family (``gb18030``, ``cp1252``, ...), for comparing ratings."""
+    return _LANGUAGE.get(codec) or encoding_family(codec)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ks_syllable(ch: str) -> bool:
+    """A Hangul syllable of KS X 1001: EUC-KR's two-byte ones, which CP949 also encodes at 0xB0A1-0xC8FE."""
+    if not 0xAC00 <= ord(ch) <= 0xD7A3:
+        return False
+    b = ch.encode("cp949")
+    return b[0] >= 0xB0 and b[1] >= 0xA1
+
+
+def script_letters(text: str, language: str) -> tuple[int, int]:
+    """(letters of ``language``'s own script, all CJK letters) in ``text``: KS X 1001 Hangul syllables for
+    ``ko``, kana for ``ja``; CJK letters are Hangul syllables, Han and kana (jamo such as ㅋㅋ aside)."""
+    own = total = 0
+    for ch in text:
+        o = ord(ch)
+        kana = 0x3041 <= o <= 0x3096 or 0x30A1 <= o <= 0x30FA  # letters, not the sound marks (゛ is GBK's ～)
+        if kana or 0xAC00 <= o <= 0xD7A3 or 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF:
+            total += 1
+            own += kana if language == "ja" else _ks_syllable(ch)
+    return own, total
+
+
+def _shows_script(rival: str, language: str, other: str) -> int:
+    """How many letters of its own script ``rival`` shows where it reads as ``language`` (0: it does not):
+    Korean is nearly all KS X 1001 syllables; Japanese has kana, more of them than the ``other`` reading."""
+    own, total = script_letters(rival, language)
+    if own < RIVAL_MIN_LETTERS:
+        return 0
+    if language == "ko":
+        return own if own >= 0.9 * total else 0
+    return own if own >= 0.2 * total and own > script_letters(other, "ja")[0] else 0
+
+
+def _chardet_ratings(data: bytes) -> dict[str, float]:
+    """chardet's best confidence per language (see :func:`_language`), from all of its candidates."""
+    import chardet
+
+    ratings: dict[str, float] = {}
+    for r in chardet.detect_all(data, ignore_threshold=True):
+        try:
+            lang = _language(normalize_codec(r.get("encoding") or ""))
+        except LookupError:
+            continue
+        ratings[lang] = max(ratings.get(lang, 0.0), float(r.get("confidence") or 0.0))
+    return ratings
+
+
+def _rival_reading(data: bytes, codec: str, text: str, score: float) -> tuple[str, str, bool] | None:
+    """A Korean or Japanese reading of ``data`` that beats the chain's pick ``codec``/``text`` (implausibility
+    ``score``) on script and on chardet's rating: (codec, text, lossy). Lossy with the pick kept when chardet
+    rates neither clearly higher (an ambiguous decode is never clean); None when no rival shows its script."""
+    ratings = None
+    for language, codecs in _RIVALS.items():
+        if _language(codec) == language:
+            continue
+        readings = [(name, t) for name in codecs if (t := _strict(data, name)) is not None]
+        shown = [(_shows_script(t, language, text), -k, name, t) for k, (name, t) in enumerate(readings)]
+        shown = [s for s in shown if s[0] and implausibility(s[3]) <= score]
+        if not shown:
+            continue
+        _, _, name, rival = max(shown)
+        ratings = _chardet_ratings(data) if ratings is None else ratings
+        theirs, ours = ratings.get(language, 0.0), ratings.get(_language(codec), 0.0)
+        if theirs > 0 and theirs >= RIVAL_MARGIN * ours:
+            return name, rival, False
+        if ours < RIVAL_MARGIN * theirs:
+            log.warning("ambiguous text: reads as %s and as %s (%s), chardet cannot tell; flagged lossy",
+                        codec, name, language)
+            return codec, text, True
+    return None
 
 
 def binary_reason(data: bytes) -> str | None:
@@ -280,6 +378,9 @@ def _decode(data: bytes, fallbacks: Sequence[str], min_confidence: float, source
         codec, text = candidates[best]
         if codec == "cp1252" and "latin-1" in names and not any(0x80 <= b <= 0x9F for b in data):
             codec = "latin-1"  # identical text; report the narrower charset
+        rival = _rival_reading(data, codec, text, scores[best])
+        if rival is not None:
+            return _result(rival[1], rival[0], lossy=rival[2])
         return _result(text, codec, score=scores[best])
 
     log.warning("%s: no encoding decodes it strictly; decoded as UTF-8 with replacement characters",
