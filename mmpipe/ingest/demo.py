@@ -86,7 +86,8 @@ _TEMPLATES = (
 )
 _EMOJI = {"positive": ("😀", "😍", "🎉", "👍", "❤️"), "neutral": ("🤔", "😐", "😶", "🙂"),
           "negative": ("😢", "😡", "👎", "💔", "😞"), None: ("📷", "🚆", "📅", "🏙️", "🎧")}
-_CJK = {"positive": ("很开心", "太好了"), "neutral": ("一般般", "还行"), "negative": ("很难过", "太糟糕"),
+# (很难过 is not among them: its GB18030 bytes read as plausible Korean too, an ambiguity the decoder flags lossy)
+_CJK = {"positive": ("很开心", "太好了"), "neutral": ("一般般", "还行"), "negative": ("好伤心", "太糟糕"),
         None: ("今天", "周末", "下午")}
 _LATIN1_WORDS = ("café", "über", "señor", "jalapeño", "Zürich", "façade", "naïve", "Müller", "piñata",
                  "crème brûlée", "déjà vu", "España")
