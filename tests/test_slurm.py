@@ -147,6 +147,9 @@ def test_slurm_profile_matches_local_run(cluster, tmp_path):
     assert (local / pred).read_bytes() == (remote / pred).read_bytes()
     # every ablation's validation metrics (both heads, every seed) came out the same too
     summary = [json.loads((w / "results/demo/summary.json").read_text()) for w in (local, remote)]
+    for s in summary:  # what a fit cost (seconds, memory) is the machine's, not the result's
+        for e in s["ablations"]:
+            assert e.pop("cost")["parameters"] > 0
     assert summary[0] == summary[1]
     assert summary[0]["selected"] == "text+image__concat_mlp"
 
