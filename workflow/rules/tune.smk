@@ -70,4 +70,4 @@ rule tune_report:
 
 rule tune:
     input:
-        expand(f"{RES}/tuning/{{variant}}/best.json", variant=TUNING),
+        expand(f"{RES}/tuning/{{variant}}/{{page}}", variant=TUNING, page=["best.json", "report.html"]),
