@@ -166,6 +166,17 @@ def write_folds(manifest_path: str, out_path: str, selection: dict[str, Any], se
     return len(df)
 
 
+def load_cv_data(manifest: str, features: list[str], modalities: list[str], classes: list[str] | None,
+                 folds_path: str, selection: dict[str, Any]):
+    """What a stage-2 job reads: the split data of ``modalities`` (``features``: a rule's flat shard list) and,
+    for ``selection.method: cv``, the folds of its train+val rows (else None)."""
+    from mmpipe.fusion.dataset import by_modality, load_split_data
+
+    data = load_split_data(manifest, by_modality(features, modalities), classes)
+    folds = read_folds(folds_path, [*data.guids_train, *data.guids_val]) if selection["method"] == "cv" else None
+    return data, folds
+
+
 def read_folds(path: str, guids: list[str]) -> np.ndarray:
     """``(repeats, len(guids))`` fold ids of ``guids`` from ``folds.parquet`` (a guid it lacks is an error)."""
     import polars as pl

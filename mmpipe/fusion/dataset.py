@@ -55,6 +55,12 @@ class SplitData:
         return dataclasses.replace(self, X_train=X_train, X_val=X_val, X_test=X_test)
 
 
+def by_modality(paths: Sequence[str | Path], modalities: Sequence[str]) -> dict[str, list[str | Path]]:
+    """A rule's flat feature-shard list (``expand`` over modalities, then shards) split per modality."""
+    n = len(paths) // len(modalities)
+    return {m: list(paths[i * n:(i + 1) * n]) for i, m in enumerate(modalities)}
+
+
 def load_split_data(manifest_path: str | Path, features: dict[str, Sequence[str | Path]],
                     classes: Sequence[str] | None = None) -> SplitData:
     """Join the manifest with each modality's feature shards.

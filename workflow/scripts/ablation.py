@@ -3,16 +3,12 @@ from pathlib import Path
 
 from mmpipe.core.runlog import job_log
 from mmpipe.fusion.ablation import run_ablation
-from mmpipe.fusion.cv import read_folds
-from mmpipe.fusion.dataset import load_split_data
+from mmpipe.fusion.cv import load_cv_data
 
 with job_log(snakemake.log[0]):
     spec, selection = snakemake.params.spec, snakemake.params.selection
-    n = len(snakemake.input.features) // len(spec["modalities"])
-    shards = {m: snakemake.input.features[i * n:(i + 1) * n] for i, m in enumerate(spec["modalities"])}
-    data = load_split_data(snakemake.input.manifest, shards, snakemake.params.classes)
-    folds = read_folds(snakemake.input.folds, [*data.guids_train, *data.guids_val]) \
-        if selection["method"] == "cv" else None
+    data, folds = load_cv_data(snakemake.input.manifest, snakemake.input.features, spec["modalities"],
+                               snakemake.params.classes, snakemake.input.folds, selection)
     params = {**spec["params"], "threads": snakemake.threads}
     if snakemake.input.get("tuning"):  # `tuned: true`: the study's best parameters over the configured ones
         params.update(json.loads(Path(snakemake.input.tuning).read_text())["params"])
