@@ -21,7 +21,8 @@ def _run(key: Any) -> str:
     return f"seed {key}" if isinstance(key, int) else str(key)
 
 
-def _save(fig, path: str | Path) -> None:
+def save_figure(fig, path: str | Path) -> None:
+    """Write ``fig`` as a PNG atomically and close it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -50,7 +51,7 @@ def confusion_png(cm: Sequence[Sequence[float]], classes: Sequence[str], path: s
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def curve_kind(histories: dict[Any, list[dict[str, Any]]]) -> str:
@@ -133,7 +134,7 @@ def _finish(fig, axes, title: str, path: str | Path) -> None:
             ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def pareto_front(costs: Sequence[float], scores: Sequence[float], higher_is_better: bool = True) -> list[bool]:

@@ -71,14 +71,14 @@ def ranked_runs(records: list[dict[str, Any]], split: str = "held_out") -> list[
 def robustness_png(records: list[dict[str, Any]], path: str | Path, title: str = "Robustness") -> None:
     """Score against missing rate (left) and noise strength (right), one colour per ablation, dashed: trained
     with modality dropout; bands: ± std over the mask seeds. A second row for the labelled test split."""
-    from mmpipe.reporting.plots import COLOURS, _save, plt
+    from mmpipe.reporting.plots import COLOURS, save_figure, plt
 
     splits = [s for s in SPLITS if any(run.get(s) for r in records for run in r["runs"])]
     if not splits:
         fig, ax = plt.subplots(figsize=(6, 2))
         ax.axis("off")
         ax.text(0.5, 0.5, "no ablation evaluated", ha="center", va="center")
-        return _save(fig, path)
+        return save_figure(fig, path)
     fig, axes = plt.subplots(len(splits), 2, figsize=(12, 4.2 * len(splits)), squeeze=False)
     metric = LABELS.get(records[0]["metric"], records[0]["metric"]) if records else "score"
     where = {"cv": "out-of-fold", "val": "validation"}.get(records[0]["evaluated_on"], "held-out") if records else ""
@@ -107,7 +107,7 @@ def robustness_png(records: list[dict[str, Any]], path: str | Path, title: str =
         row[0].legend(fontsize=7, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _f(v: float | None) -> str:

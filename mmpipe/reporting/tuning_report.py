@@ -7,14 +7,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mmpipe.reporting.plots import _save, plt
+from mmpipe.reporting.plots import save_figure, plt
 
 
 def _note_figure(text: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 2))
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def tuning_figures(journal: Path, name: str, history_png: Path, importances_png: Path, metric: str) -> None:
@@ -33,13 +33,13 @@ def tuning_figures(journal: Path, name: str, history_png: Path, importances_png:
         ax.set_ylabel(f"{metric}, cross-validated on the training split")
         ax.set_title(f"Optimisation history of {name}")
         ax.figure.set_size_inches(8, 4.5)
-        _save(ax.figure, history_png)
+        save_figure(ax.figure, history_png)
         try:
             if len(complete) < 2 or len({t.value for t in complete}) < 2:
                 raise ValueError("fewer than two complete trials with different scores")
             ax = ovm.plot_param_importances(study)
             ax.figure.set_size_inches(8, 4.5)
-            _save(ax.figure, importances_png)
+            save_figure(ax.figure, importances_png)
         except (ValueError, RuntimeError) as exc:
             _note_figure(f"No parameter importances: {exc}.", importances_png)
 
