@@ -62,8 +62,8 @@ def test_settings_fill_defaults_and_name_the_problem():
         settings({"backend": "hf_text", "adapt": {"method": "qlora"}}, "t")
     with pytest.raises(ConfigError, match="unknown setting"):
         settings({"backend": "hf_text", "adapt": {"rank": 4}}, "t")
-    with pytest.raises(ConfigError, match="not 'efficientnet_lite'"):
-        settings({"backend": "efficientnet_lite", "adapt": {}}, "t")
+    with pytest.raises(ConfigError, match="not 'hf_image'"):
+        settings({"backend": "hf_image", "adapt": {}}, "t")
 
 
 def test_permuting_fold_labels_changes_no_feature_of_that_fold(tmp_path, model_dir):

@@ -1,17 +1,19 @@
 """Encoders adapted to the task (PEFT LoRA / DoRA / rsLoRA, or full fine-tuning), cross-fitted.
 
-An ``encoders.<name>`` entry with an ``adapt:`` section (``hf_text`` backends) is trained once per fold of the
-data set's shared folds (``results/<ds>/folds.parquet``, repeat 0): the adapter of fold ``k`` learns from the
+An ``encoders.<name>`` entry with an ``adapt:`` section (``hf_text``; ``efficientnet_lite`` through
+``mmpipe.encoders.adapt_image``) is trained once per fold of the data set's shared folds
+(``results/<ds>/folds.parquet``, repeat 0): the adapter of fold ``k`` learns from the
 labels of every pool sample outside fold ``k`` and is saved under ``results/<ds>/adapters/<name>/fold<k>/``.
 Each pool sample's feature then comes from the adapter of its own fold, which never saw its label; samples
 outside the pool (test, and validation with ``selection.method: split``) get the mean over the fold adapters.
 The feature is the pooled sentence vector followed by the adapter's class probabilities (regression: its
 predicted score), an ordinary feature set for the heads.
 
-Settings (``adapt:``): ``method`` (``lora`` | ``dora`` | ``full``), ``rslora``, ``r``, ``alpha``, ``dropout``,
-``target_modules`` (null: peft's default for the model type), ``epochs``, ``lr``, ``batch_size``,
-``weight_decay``, ``warmup`` (share of the steps), ``label_smoothing``, ``seed``. Training shows a progress
-bar and uses CUDA with bf16/fp16 autocast when the encoder's ``device`` is cuda (or auto with a GPU).
+Text settings (``adapt:``; the image ones are in ``mmpipe.encoders.adapt_image``): ``method`` (``lora`` |
+``dora`` | ``full``), ``rslora``, ``r``, ``alpha``, ``dropout``, ``target_modules`` (null: peft's default for the
+model type), ``epochs``, ``lr``, ``batch_size``, ``weight_decay``, ``warmup`` (share of the steps),
+``label_smoothing``, ``seed``. Training shows a progress bar and uses CUDA with bf16/fp16 autocast when the
+encoder's ``device`` is cuda (or auto with a GPU).
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ DEFAULTS: dict[str, Any] = {"method": "lora", "rslora": True, "r": 8, "alpha": 1
                             "target_modules": None, "epochs": 2, "lr": None, "batch_size": 32,
                             "weight_decay": 0.01, "warmup": 0.06, "label_smoothing": 0.1, "seed": 0}
 DEFAULT_LR = {"lora": 5e-4, "dora": 5e-4, "full": 8e-5}
-BACKENDS = ("hf_text",)
+TEXT_BACKENDS = ("hf_text",)
+IMAGE_BACKENDS = ("efficientnet_lite",)  # mmpipe.encoders.adapt_image
+BACKENDS = TEXT_BACKENDS + IMAGE_BACKENDS
 FORMAT = 1
+
+
+def is_image(spec: dict[str, Any]) -> bool:
+    """Whether the entry's adapters are image ones (``mmpipe.encoders.adapt_image``)."""
+    return spec.get("backend") in IMAGE_BACKENDS
 
 
 def settings(spec: dict[str, Any], name: str = "encoder") -> dict[str, Any]:
@@ -49,6 +58,10 @@ def settings(spec: dict[str, Any], name: str = "encoder") -> dict[str, Any]:
     if spec.get("backend") not in BACKENDS:
         raise ConfigError(f"{where}: adaptation is available for the {', '.join(BACKENDS)} backend(s), "
                           f"not {spec.get('backend')!r}")
+    if is_image(spec):
+        from mmpipe.encoders.adapt_image import settings as image_settings
+
+        return image_settings(raw, where)
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(DEFAULTS))}")
@@ -114,7 +127,12 @@ def train_fold(spec: dict[str, Any], texts: Sequence[str], targets: np.ndarray, 
     """Fine-tune the entry's encoder (with a linear head of ``n_out`` outputs: class logits, or one score when
     ``targets`` are floats) on ``texts``; write the adapter, the head and ``adapter.json`` (``info`` plus the
     settings, the loss per epoch and a digest of the weights) to ``out_dir`` atomically (a temp folder, then a
-    rename). Returns what ``adapter.json`` holds."""
+    rename). Returns what ``adapter.json`` holds. Image entries: ``mmpipe.encoders.adapt_image.train_fold`` on
+    image paths."""
+    if is_image(spec):
+        from mmpipe.encoders.adapt_image import train_fold as train_image_fold
+
+        return train_image_fold(spec, texts, targets, n_out, out_dir, info, threads=threads, progress=progress)
     import torch
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -220,6 +238,15 @@ class FoldModel:
         return np.concatenate([emb, out.numpy()], axis=1).astype(np.float32)
 
 
+def fold_model(spec: dict[str, Any], path: str | Path, threads: int | None = None) -> Any:
+    """The trained fold at ``path``: a ``FoldModel``, or an ``ImageFoldModel`` for image entries."""
+    if is_image(spec):
+        from mmpipe.encoders.adapt_image import ImageFoldModel
+
+        return ImageFoldModel(spec, path, threads)
+    return FoldModel(spec, path, threads)
+
+
 def fold_dirs(adapter_dirs: Sequence[str | Path]) -> list[Path]:
     """The adapter folders ordered by fold number (``.../fold<k>``)."""
     return sorted(map(Path, adapter_dirs), key=lambda p: int(p.name.removeprefix("fold")))
@@ -234,7 +261,7 @@ def encode_crossfitted(spec: dict[str, Any], adapter_dirs: Sequence[str | Path],
     outside = [i for i, g in enumerate(guids) if g not in fold_of]
     metas = []
     for k, path in enumerate(dirs):
-        model = FoldModel(spec, path, threads)
+        model = fold_model(spec, path, threads)
         metas.append(model.meta)
         if int(model.meta["fold"]) != k:
             raise ConfigError(f"{path}: holds the adapter of fold {model.meta['fold']}, expected fold {k}")
@@ -258,7 +285,8 @@ def crossfit_fingerprint(spec: dict[str, Any], metas: Sequence[dict[str, Any]]) 
     """The fingerprint of a cross-fitted feature set, from its fold adapters' ``adapter.json``."""
     return {"adapted": metas[0]["base_fingerprint"] if metas else None, "settings": settings(spec),
             "folds": len(metas), "adapters": [m["weights"] for m in metas],
-            "labels": [m["labels"] for m in metas], "features": "pooled vector + head outputs"}
+            "labels": [m["labels"] for m in metas],
+            "features": "frozen pooled vector + head outputs" if is_image(spec) else "pooled vector + head outputs"}
 
 
 def fingerprint_id(fingerprint: dict[str, Any]) -> str:
@@ -270,8 +298,8 @@ class CrossfitEncoder:
     """New samples through an adapted encoder: the mean over its fold models, as for the test split."""
 
     def __init__(self, spec: dict[str, Any], adapter_dirs: Sequence[str | Path], threads: int | None = None):
-        self.models = [FoldModel(spec, d, threads) for d in fold_dirs(adapter_dirs)]
-        self.modality = "text"
+        self.models = [fold_model(spec, d, threads) for d in fold_dirs(adapter_dirs)]
+        self.modality = self.models[0].encoder.modality
         self._fingerprint = crossfit_fingerprint(spec, [m.meta for m in self.models])
 
     def fingerprint(self) -> dict[str, Any]:
@@ -295,11 +323,18 @@ class CrossfitEncoder:
         return (out if out is not None else np.zeros((0, 0))).astype(np.float32)
 
 
+def _items(df: Any, spec: dict[str, Any], data_root: str | Path) -> list[str]:
+    """The encoder inputs of the rows of ``df``: texts, or image paths under ``data_root``."""
+    if is_image(spec):
+        return [str(Path(data_root) / p) for p in df["image_path"].to_list()]
+    return df["text"].fill_null("").to_list()
+
+
 def train_from_manifest(name: str, spec: dict[str, Any], manifest_path: str, folds_path: str, fold: int,
                         out_dir: str | Path, classes: Sequence[str] | None, regression: bool,
-                        threads: int | None = None) -> dict[str, Any]:
+                        threads: int | None = None, data_root: str | Path = ".") -> dict[str, Any]:
     """The Snakemake job of one fold: train on the labelled pool samples outside ``fold`` (repeat 0 of
-    ``folds.parquet``)."""
+    ``folds.parquet``); image entries read the samples that have an image, under ``data_root``."""
     import polars as pl
 
     from mmpipe.encoders.base import build_encoder
@@ -308,7 +343,9 @@ def train_from_manifest(name: str, spec: dict[str, Any], manifest_path: str, fol
     m = pl.read_parquet(manifest_path).join(folds, on="guid", how="inner").filter(pl.col("r0") != fold)
     if m.is_empty():
         raise ConfigError(f"{folds_path}: fold {fold} leaves no training samples for encoder {name!r}")
-    texts = m["text"].fill_null("").to_list()
+    if is_image(spec):
+        m = m.filter(pl.col("image_path").is_not_null())
+    texts = _items(m, spec, data_root)
     if regression:
         targets, n_out = m["score"].to_numpy().astype(np.float32), 1
         labels = m["score"].to_list()
@@ -327,17 +364,20 @@ def train_from_manifest(name: str, spec: dict[str, Any], manifest_path: str, fol
 
 def extract_shard_crossfitted(slice_path: str, name: str, spec: dict[str, Any], out_path: str,
                               adapter_dirs: Sequence[str], folds_path: str, threads: int | None = None,
-                              progress: bool = True) -> int:
-    """The feature shard of an adapted encoder (``mmpipe.encoders.extract`` for ``adapt:`` entries)."""
+                              progress: bool = True, data_root: str | Path = ".") -> int:
+    """The feature shard of an adapted encoder (``mmpipe.encoders.extract`` for ``adapt:`` entries): the slice's
+    samples that have the encoder's modality (images under ``data_root``)."""
     import polars as pl
 
     from mmpipe.core.shards import previous_shards, reuse_or_encode, write_shard
 
     start = time.perf_counter()
     df = pl.read_parquet(slice_path)
+    if is_image(spec):
+        df = df.filter(pl.col("image_path").is_not_null())
     folds = pl.read_parquet(folds_path)
     fold_of = dict(zip(folds["guid"].to_list(), folds["r0"].to_list()))
-    guids, hashes, texts = df["guid"].to_list(), df["content_hash"].to_list(), df["text"].fill_null("").to_list()
+    guids, hashes, texts = df["guid"].to_list(), df["content_hash"].to_list(), _items(df, spec, data_root)
     metas = [json.loads((d / "adapter.json").read_text(encoding="utf-8")) for d in fold_dirs(adapter_dirs)]
     fp = crossfit_fingerprint(spec, metas)
     fid = fingerprint_id(fp)
@@ -348,7 +388,8 @@ def extract_shard_crossfitted(slice_path: str, name: str, spec: dict[str, Any], 
     vectors, encoded = reuse_or_encode(previous_shards(out_path), fid, guids, hashes, encode_rows)
     dim = int(vectors.shape[1]) if len(guids) else 0
     write_shard(out_path, guids, vectors, {"encoder": name, "fingerprint": fp, "fingerprint_id": fid,
-                                           "modality": "text", "dim": int(dim)}, hashes)
+                                           "modality": "image" if is_image(spec) else "text", "dim": int(dim)},
+                hashes)
     log.info("%s: encoded %d, reused %d cross-fitted vectors of width %d from %s in %.1f s", name, encoded,
              len(guids) - encoded, dim, slice_path, time.perf_counter() - start)
     return encoded

@@ -40,7 +40,7 @@ def extract_shard(slice_path: str | Path, name: str, spec: dict[str, Any], out_p
         if not adapters or not folds:
             raise ValueError(f"encoder {name!r} is adapted (adapt:) and needs its fold adapters and the folds file")
         return extract_shard_crossfitted(str(slice_path), name, spec, str(out_path), adapters, folds,
-                                         threads=max(1, threads), progress=progress)
+                                         threads=max(1, threads), progress=progress, data_root=data_root)
 
     from mmpipe.encoders.base import ENCODERS
 

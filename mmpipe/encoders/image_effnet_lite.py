@@ -147,7 +147,10 @@ class EfficientNetLiteEncoder(TorchEncoder):
         im = resize_square(load_rgb(path, draft_size=self.image_size), self.image_size, self.resize)
         return np.asarray(im, dtype=np.uint8)
 
+    def pixels(self, x: Any) -> Any:
+        """A collated ``(n, h, w, 3)`` uint8 batch as the network's input: NCHW floats in [-1, 1]."""
+        return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
     def embed(self, x: Any) -> Any:
         """Pixels to [-1, 1], then the global average of ``extract_features``."""
-        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-        return self.model.extract_features(x).mean(dim=(2, 3))
+        return self.model.extract_features(self.pixels(x)).mean(dim=(2, 3))
