@@ -96,7 +96,7 @@ def drawn(monkeypatch, histories, **kw) -> list:
     import mmpipe.reporting.plots as plots
 
     figs = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figs.append(fig))
     curve_png(histories, "unused.png", **kw)
     return [(ax.get_title(), ax.get_xlabel(), [(list(ln.get_xdata()), list(ln.get_ydata()), ln.get_marker())
                                               for ln in ax.lines]) for ax in figs[0].axes]
