@@ -111,6 +111,15 @@ def _autocast(device: Any):
     return contextlib.nullcontext()
 
 
+def head_loss(out: Any, y: Any, regression: bool, label_smoothing: float) -> Any:
+    """The fold head's training loss: L1 on the score (regression), else label-smoothed cross-entropy."""
+    import torch.nn.functional as F
+
+    if regression:
+        return F.l1_loss(out[:, 0], y)
+    return F.cross_entropy(out, y, label_smoothing=label_smoothing)
+
+
 def _peft_model(base: Any, a: dict[str, Any]) -> Any:
     if a["method"] == "full":
         return base
@@ -168,10 +177,7 @@ def train_fold(spec: dict[str, Any], texts: Sequence[str], targets: np.ndarray, 
                 rows = perm[s:s + bs]
                 with _autocast(enc.device):
                     out = head(enc.embed(enc.collate([texts[i] for i in rows]))).float()
-                if regression:
-                    loss = torch.nn.functional.l1_loss(out[:, 0], y[rows])
-                else:
-                    loss = torch.nn.functional.cross_entropy(out, y[rows], label_smoothing=float(a["label_smoothing"]))
+                loss = head_loss(out, y[rows], regression, float(a["label_smoothing"]))
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)

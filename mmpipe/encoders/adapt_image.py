@@ -142,7 +142,7 @@ def train_fold(spec: dict[str, Any], items: Sequence[Any], targets: np.ndarray, 
     from tqdm.auto import tqdm
 
     from mmpipe.core.atomic import atomic_dir
-    from mmpipe.encoders.adapt import FORMAT, _dir_digest, settings as adapt_settings
+    from mmpipe.encoders.adapt import FORMAT, _dir_digest, head_loss, settings as adapt_settings
 
     a = adapt_settings(spec)
     regression = np.asarray(targets).dtype.kind == "f"
@@ -177,10 +177,7 @@ def train_fold(spec: dict[str, Any], items: Sequence[Any], targets: np.ndarray, 
             for s in range(0, n, bs):
                 rows = perm[s:s + bs]
                 out = head(split.suffix(cached[rows].to(enc.device))).float()
-                if regression:
-                    loss = torch.nn.functional.l1_loss(out[:, 0], y[rows])
-                else:
-                    loss = torch.nn.functional.cross_entropy(out, y[rows], label_smoothing=float(a["label_smoothing"]))
+                loss = head_loss(out, y[rows], regression, float(a["label_smoothing"]))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
