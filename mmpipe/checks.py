@@ -59,6 +59,9 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
                 adapt_settings(spec, name)
             except ConfigError as exc:
                 problems.append(str(exc))
+        if spec.get("context") is True and not (config.get("text") or {}).get("context_turns"):
+            problems.append(f"encoders.{name}: context: true needs text.context_turns (how many earlier turns of a "
+                            "sample's group to give it), e.g. text: {context_turns: 2}")
     regression = (config.get("labels") or {}).get("scheme") == "regression"
     metric = (config.get("selection") or {}).get("metric")
     if metric is not None and (metric == "mae") != regression:

@@ -135,3 +135,23 @@ def test_workflow_trains_one_adapter_per_fold_and_heads_never_retrain_it(tiny_bu
     assert count(jobs, "adapter") == 0 and count(jobs, "extract") == 0
     assert count(jobs, "ablation", ablation="text_ft__logreg") == 1
     assert count(jobs, "ablation", ablation="text_ft__concat_mlp") == 0
+
+
+def test_adapter_trains_and_encodes_with_dialogue_context(tmp_path, model_dir):
+    """``context: true``: the fold adapters train on (text, context) pairs from the manifest's ``text_context``, and
+    the cross-fitted features see the context."""
+    manifest, folds = tmp_path / "manifest.parquet", tmp_path / "folds.parquet"
+    _manifest(manifest, n=30)
+    write_folds(str(manifest), str(folds), {"method": "cv", "folds": 3, "repeats": 1}, seed=0)
+    m = pl.read_parquet(manifest)
+    spec = {**_spec(model_dir, epochs=1), "context": True}
+    metas = {}
+    for tag, ctx in (("none", [None] * 30), ("ctx", ["awful hate" if i % 2 else "happy love" for i in range(30)])):
+        m.with_columns(pl.Series("text_context", ctx, dtype=pl.String)).write_parquet(manifest)
+        d = tmp_path / tag / "fold0"
+        metas[tag] = train_from_manifest("t", spec, str(manifest), str(folds), 0, d, sorted(WORDS), False, threads=1)
+        fold_of = {g: 0 for g in m["guid"]}
+        items = list(zip(m["text"].to_list(), ctx))
+        metas[tag]["vec"] = encode_crossfitted(spec, [d], m["guid"].to_list(), items, fold_of, 1, progress=False)[0]
+    assert metas["none"]["weights"] != metas["ctx"]["weights"]  # the context was in the training input
+    assert not np.allclose(metas["none"]["vec"], metas["ctx"]["vec"], atol=1e-4)

@@ -50,6 +50,7 @@ BAD = {
                                        ["ablations.modalities", "audio"]),
     "unknown top-level key": (dict(shard=3), ["shard"]),
     "unknown layout": (dict(layout="labb"), ["layout", "labb"]),
+    "dialogue context without turns": (dict(encoders__text__context=True), ["encoders.text", "text.context_turns"]),
 }
 
 

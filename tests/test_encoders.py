@@ -601,3 +601,25 @@ def test_real_offline_weights(images):
     assert w.shape == (2, 1280) and w.dtype == np.float32 and np.isfinite(w).all()
     assert not np.allclose(w[0], w[1], atol=1e-3)
     assert img.fingerprint()["weights"].startswith("sha256:")
+
+
+def test_text_context_pairs_pool_over_the_text_only(models):
+    plain, ctx = text_enc(models["bert"]), text_enc(models["bert"], context=True)
+    assert ctx.fingerprint_id() != plain.fingerprint_id()
+    texts = ["i love it", "this is bad", "good"]
+    ref = plain.encode(texts, progress=False)
+    # no context: the plain vector, whether given as a text or as a pair without context
+    np.testing.assert_allclose(ctx.encode(texts, progress=False), ref, atol=1e-5)
+    np.testing.assert_allclose(ctx.encode([(t, None) for t in texts], progress=False), ref, atol=1e-5)
+    # a context changes the text's vector (the model attends to it), and a different context differs again
+    a = ctx.encode([("i love it", "this is bad"), ("i love it", "good good good")], progress=False)
+    assert not np.allclose(a[0], ref[0], atol=1e-4) and not np.allclose(a[0], a[1], atol=1e-4)
+    # batching with pairs and plain texts mixed, of different lengths, does not change any row
+    items = [("i love it", "this is bad"), "good", ("this is bad", LONG), ("good", None), ("i love it", "good")]
+    ref_items = np.stack([ctx.encode([x], progress=False)[0] for x in items])
+    for bs in (1, 2, 5):
+        got = text_enc(models["bert"], context=True, batch_size=bs).encode(items, progress=False)
+        np.testing.assert_allclose(got, ref_items, atol=1e-5)
+    # pooled over the text's segment: the vector of the pair is not the plain vector of the joined texts
+    joined = plain.encode(["i love it this is bad"], progress=False)[0]
+    assert not np.allclose(a[0], joined, atol=1e-4)

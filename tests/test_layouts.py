@@ -502,3 +502,29 @@ def test_example_configs_validate():
         assert cfg["layout"] in layouts.LAYOUTS, path
         for name, spec in cfg["encoders"].items():
             assert spec["backend"] in ENCODERS, (path, name)
+
+
+def test_table_dialogue_context_turns(tmp_path):
+    """text.context_turns: each utterance gets the texts of the turns before it in its dialogue (never another
+    dialogue's, never a label), the slices carry it, and the content hash covers it."""
+    header = ["Utterance", "Emotion", "Dialogue_ID", "Utterance_ID"]
+    rows = [[f"d{d} turn {u}", ["joy", "anger"][(d + u) % 2], d, u] for d in range(3) for u in range(4)]
+    write_table(tmp_path / "train_sent_emo.csv", header, rows)
+    opts = {"text": "Utterance", "label": "Emotion", "id": ["Dialogue_ID", "Utterance_ID"], "group": "Dialogue_ID"}
+    cfg = config("table", {"classes": ["anger", "joy"]}, layout_options=opts, text={"context_turns": 2})
+    m = manifest.build(tmp_path, cfg).manifest
+    ctx = dict(zip(m["guid"], m["text_context"]))
+    assert ctx["1_0"] is None and ctx["1_1"] == "d1 turn 0" and ctx["1_3"] == "d1 turn 1 d1 turn 2"
+    assert ctx["2_0"] is None  # the previous dialogue's last turn is not context
+    plain = manifest.build(tmp_path, config("table", {"classes": ["anger", "joy"]}, layout_options=opts)).manifest
+    assert "text_context" not in plain.columns
+    h0, h1 = (dict(zip(x["guid"], x["content_hash"])) for x in (plain, m))
+    assert h0["1_0"] == h1["1_0"] and h0["1_1"] != h1["1_1"]  # no context, same content
+    rows[5][0] = "d1 turn 1, edited"  # a changed turn changes the content of the turns after it, and only those
+    write_table(tmp_path / "train_sent_emo.csv", header, rows)
+    h2 = dict(zip(*manifest.build(tmp_path, cfg).manifest.select("guid", "content_hash")))
+    assert {g for g in h1 if h1[g] != h2[g]} == {"1_1", "1_2", "1_3"}
+    result = manifest.build(tmp_path, cfg)
+    shards = [tmp_path / f"slice{i}.parquet" for i in range(2)]
+    manifest.write(result, tmp_path / "m.parquet", shards, tmp_path / "log.json")
+    assert "text_context" in pl.read_parquet(shards[0]).columns

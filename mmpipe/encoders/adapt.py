@@ -329,11 +329,15 @@ class CrossfitEncoder:
         return (out if out is not None else np.zeros((0, 0))).astype(np.float32)
 
 
-def _items(df: Any, spec: dict[str, Any], data_root: str | Path) -> list[str]:
-    """The encoder inputs of the rows of ``df``: texts, or image paths under ``data_root``."""
+def _items(df: Any, spec: dict[str, Any], data_root: str | Path) -> list[Any]:
+    """The encoder inputs of the rows of ``df``: texts (with their dialogue context, where the entry takes it), or
+    image paths under ``data_root``."""
+    from mmpipe.ingest.dialogue import COLUMN as CONTEXT, encoder_items
+
     if is_image(spec):
         return [str(Path(data_root) / p) for p in df["image_path"].to_list()]
-    return df["text"].fill_null("").to_list()
+    contexts = df[CONTEXT].to_list() if CONTEXT in df.columns else None
+    return encoder_items(df["text"].fill_null("").to_list(), contexts, spec)
 
 
 def train_from_manifest(name: str, spec: dict[str, Any], manifest_path: str, folds_path: str, fold: int,

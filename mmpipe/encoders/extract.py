@@ -77,6 +77,7 @@ def shard_items(slice_path: str | Path, encoder: Any, spec: dict[str, Any],
     array of imported vectors) of the slice's samples that have the encoder's modality."""
     import polars as pl
 
+    from mmpipe.ingest.dialogue import COLUMN as CONTEXT, encoder_items
     from mmpipe.ingest.manifest import MEDIA as MEDIA_COLUMNS
 
     column = spec.get("column") or getattr(encoder, "input_column", None) or INPUT_COLUMN[encoder.modality]
@@ -89,4 +90,6 @@ def shard_items(slice_path: str | Path, encoder: Any, spec: dict[str, Any],
         items = df[column].to_list() if column in df.columns else df["guid"].to_list()
     if column in MEDIA_COLUMNS:
         items = [str(Path(data_root) / p) for p in items]
+    elif column == "text":
+        items = encoder_items(items, df[CONTEXT].to_list() if CONTEXT in df.columns else None, spec)
     return df["guid"].to_list(), df["content_hash"].to_list(), items

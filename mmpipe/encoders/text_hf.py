@@ -6,7 +6,9 @@ Config keys: ``model`` (hub id, local directory or ``pkg:<module>``), ``revision
 ``"auto"``), ``normalize`` (False; True scales each vector to unit L2 norm, as
 sentence-transformers' ``Normalize`` module does), ``tweet_normalize`` (False; True maps ``@mentions`` to
 ``@user`` and links to ``http`` before tokenising, as the TweetEval / cardiffnlp models expect; see
-``mmpipe.encoders.tweet``).
+``mmpipe.encoders.tweet``), ``context`` (False; True encodes each text as a pair with its dialogue context, the
+manifest's ``text_context`` from ``text.context_turns``: the model attends to both, and the vector pools over the
+text's own segment, so a sample without context gets the plain text's vector).
 
 Texts are tokenised once to get their lengths, grouped into batches of similar length (longest
 first) and padded only to the longest text of each batch; the output is in input order.
@@ -43,7 +45,7 @@ class HFTextEncoder(HFEncoder):
     modality = "text"
     unit = "text"
     POOLINGS = ("mean", "cls", "max")
-    KEYS = HFEncoder.KEYS | {"pooling", "max_length", "normalize", "tweet_normalize"}
+    KEYS = HFEncoder.KEYS | {"pooling", "max_length", "normalize", "tweet_normalize", "context"}
 
     def __init__(
         self,
@@ -56,6 +58,7 @@ class HFTextEncoder(HFEncoder):
         device: str | None = "cpu",
         normalize: bool = False,
         tweet_normalize: bool = False,
+        context: bool = False,
     ) -> None:
         from transformers import AutoTokenizer
 
@@ -65,13 +68,15 @@ class HFTextEncoder(HFEncoder):
             raise ConfigError(f"hf_text: max_length must be >= 2, got {max_length!r}")
         if not isinstance(normalize, bool):
             raise ConfigError(f"hf_text: normalize must be true or false, got {normalize!r}")
-        if not isinstance(tweet_normalize, bool):
-            raise ConfigError(f"hf_text: tweet_normalize must be true or false, got {tweet_normalize!r}")
+        for key, value in (("tweet_normalize", tweet_normalize), ("context", context)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"hf_text: {key} must be true or false, got {value!r}")
         super().__init__(model, revision, batch_size, threads, device, decode_workers=1)
         self.pooling = pooling
         self.max_length = int(max_length)
         self.normalize = normalize
         self.tweet_normalize = tweet_normalize
+        self.with_context = context
         max_pos = getattr(self.config, "max_position_embeddings", None)
         if isinstance(max_pos, int) and self.max_length > max_pos:
             raise ConfigError(
@@ -83,7 +88,8 @@ class HFTextEncoder(HFEncoder):
     def fingerprint(self) -> dict[str, Any]:
         """Backend, model (as configured and resolved), weights digest, tokenisation and pooling.
 
-        ``tweet_normalize`` is listed only when on, so the fingerprints (and caches) of configs without it stay.
+        ``tweet_normalize`` and ``context`` are listed only when on, so the fingerprints (and caches) of configs
+        without them stay.
         """
         preprocessing: dict[str, Any] = {
             "tokenizer": type(self.tokenizer).__name__,
@@ -94,6 +100,9 @@ class HFTextEncoder(HFEncoder):
         }
         if self.tweet_normalize:
             preprocessing["tweet_normalize"] = True
+        if self.with_context:
+            preprocessing["context"] = {"pair": "text, text_context", "truncation": "longest_first",
+                                        "pooled": "text segment"}
         return {
             **self.model_fingerprint(),
             "preprocessing": preprocessing,
@@ -103,36 +112,64 @@ class HFTextEncoder(HFEncoder):
             "dtype": "float32",
         }
 
-    def inputs(self, items: Sequence[Any]) -> list[str]:
-        """Texts (tweet-normalised where configured); ``None`` counts as empty."""
-        texts = ["" if t is None else str(t) for t in items]
-        return [normalize_tweet(t) for t in texts] if self.tweet_normalize else texts
+    def inputs(self, items: Sequence[Any]) -> list[Any]:
+        """Texts (tweet-normalised where configured); ``None`` counts as empty. With ``context``, ``(text,
+        context)`` pairs (a plain text has no context)."""
+        if self.with_context:
+            pairs = [(x, None) if not isinstance(x, (tuple, list)) else tuple(x) for x in items]
+            texts = [self._clean(t) for t, _ in pairs]
+            return [(t, self._clean(c) if c else None) for t, (_, c) in zip(texts, pairs)]
+        return [self._clean(t) for t in items]
 
-    def order(self, texts: list[str]) -> np.ndarray:
+    def _clean(self, text: Any) -> str:
+        text = "" if text is None else str(text)
+        return normalize_tweet(text) if self.tweet_normalize else text
+
+    def _tokenize(self, items: list[Any], **kwargs: Any) -> dict[str, Any]:
+        """The tokenizer on plain texts, or (with ``context``) on each (text, context) pair, with a ``pool_mask``
+        that covers the text's segment (and the special tokens around it) but not the context."""
+        if not self.with_context:
+            return self.tokenizer(items, truncation=True, max_length=self.max_length, **kwargs)
+        rows = []
+        for text, ctx in items:
+            enc = self.tokenizer(text, ctx, truncation=True, max_length=self.max_length)
+            seq = enc.sequence_ids() if ctx else []
+            own = seq.index(1) if 1 in seq else len(enc["input_ids"])
+            rows.append((dict(enc), own))
+        if not kwargs.get("padding"):
+            return {"input_ids": [r["input_ids"] for r, _ in rows]}
+        import torch
+
+        batch = self.tokenizer.pad([r for r, _ in rows], return_tensors="pt")
+        width = batch["input_ids"].shape[1]
+        right = self.tokenizer.padding_side == "right"
+        batch["pool_mask"] = torch.tensor([[1] * own + [0] * (width - own) if right else
+                                           [0] * (width - len(r["input_ids"])) + [1] * own
+                                           + [0] * (len(r["input_ids"]) - own) for r, own in rows])
+        return batch
+
+    def order(self, texts: list[Any]) -> np.ndarray:
         """Longest first (by token count), so that peak memory shows up at once and padding stays short."""
-        ids = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_length,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
+        ids = self._tokenize(texts, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(texts))
         return np.argsort(-lengths, kind="stable")
 
-    def blank(self) -> str:
-        return "a"
+    def blank(self) -> Any:
+        return ("a", None) if self.with_context else "a"
 
     def collate(self, texts: list[str]) -> dict[str, Any]:
         """Tokenised and padded to the longest text of the batch, on ``device``."""
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = self._tokenize(texts, padding=True, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}
 
     def embed(self, enc: dict[str, Any]) -> Any:
         """The pooled (optionally normalised) last hidden state."""
         import torch
 
-        hidden, mask = self.model(**enc).last_hidden_state, enc["attention_mask"]
+        enc = dict(enc)
+        pool = enc.pop("pool_mask", None)
+        hidden = self.model(**enc).last_hidden_state
+        mask = enc["attention_mask"] if pool is None else pool * enc["attention_mask"]
         if self.pooling == "cls":
             vec = hidden[:, 0]
         elif self.pooling == "max":

@@ -2,8 +2,9 @@
 
 Three ways in: a folder in a layout the bundle's config reads (lab: the samples of its test list by default), a
 folder of loose files paired by file stem (``3.txt`` + ``3.jpg``), or a CSV / JSONL table with one sample per row
-(columns ``guid``, ``text`` or ``text_file``, ``image``, ``audio``, ``video``; relative paths are relative to the
-table). Each sample is then decoded and checked exactly as the manifest does (``check_samples``).
+(columns ``guid``, ``text`` or ``text_file``, ``image``, ``audio``, ``video``, and ``group``: a dialogue, whose rows
+in order give each other context under ``text.context_turns``; relative paths are relative to the table). Each
+sample is then decoded and checked exactly as the manifest does (``check_samples``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from mmpipe.ingest.layouts.lab import MEDIA as BY_SUFFIX
 from mmpipe.ingest.vector_columns import vector_column
 
 # table column -> RawSample field (the first of each group that a table has wins)
-COLUMNS = {"text": ("text",), "text_path": ("text_file", "text_path"), "image_path": ("image", "image_path"),
+COLUMNS = {"text": ("text",), "group": ("group",), "text_path": ("text_file", "text_path"), "image_path": ("image", "image_path"),
            "audio_path": ("audio", "audio_path"), "video_path": ("video", "video_path")}
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
 
@@ -108,7 +109,8 @@ def read_table(path: Path) -> list[RawSample]:
             name = next((keys[n] for n in names if n in keys and rec[keys[n]] not in (None, "")), None)
             if name is not None:
                 value = str(rec[name])
-                fields[field] = value if field == "text" else (Path(value) if os.path.isabs(value) else base / value)
+                plain = field in ("text", "group")
+                fields[field] = value if plain else (Path(value) if os.path.isabs(value) else base / value)
         if not fields:
             raise BadSampleError(path, f"no sample fields; expected one of {', '.join(n for v in COLUMNS.values() for n in v)}",
                                  line=line)
@@ -123,6 +125,7 @@ def check_samples(samples: list[RawSample], config: dict[str, Any], root: Path |
                   ) -> tuple[list[dict[str, Any]], list[BadSampleError]]:
     """Decode and check each sample as the manifest does; returns the good rows (media paths absolute) and the
     problems, in input order. Duplicate guids are a problem of the later sample."""
+    from mmpipe.ingest.dialogue import add_text_context, context_turns
     from mmpipe.ingest.manifest import MEDIA, _check_sample
 
     rows, bad, seen = [], [], set()
@@ -143,4 +146,5 @@ def check_samples(samples: list[RawSample], config: dict[str, Any], root: Path |
         for field, vec in (s.vectors or {}).items():  # imported vectors (vectors layouts)
             row[vector_column(field)] = vec
         rows.append(row)
+    add_text_context(rows, context_turns(config))
     return rows, bad

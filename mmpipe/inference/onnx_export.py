@@ -641,6 +641,9 @@ def export_bundle(bundle: str | Path, out: str | Path) -> list[Path]:
             if spec.get("adapt"):
                 skipped[enc_name] = "adapted (adapt:): a mean over fold adapters, not exported"
                 continue
+            if spec.get("context"):
+                skipped[enc_name] = "context: true pools over the text's segment of a (text, context) pair; not exported"
+                continue
             fname, tdir = encoder_file(enc_name), tokenizer_dir(enc_name)
             try:
                 info = export_text_encoder(spec, tmp / fname, tmp / tdir, enc_entry.get("fingerprint_id"))

@@ -20,6 +20,7 @@ import numpy as np
 from mmpipe.core.errors import MmpipeError
 from mmpipe.encoders.extract import INPUT_COLUMN
 from mmpipe.inference.bundle import load_model_json
+from mmpipe.ingest.dialogue import COLUMN as CONTEXT, encoder_items
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,11 @@ class Predictor:
                 else:
                     todo.append(i)
             if todo:
-                vec = self.encoder(name).encode([rows[i][col] for i in todo], progress=progress)
+                items = [rows[i][col] for i in todo]
+                if col == "text":
+                    items = encoder_items(items, [rows[i].get(CONTEXT) for i in todo],
+                                          self.model["encoders"][name]["spec"])
+                vec = self.encoder(name).encode(items, progress=progress)
                 if vec.shape[1] != out.shape[1]:
                     raise MmpipeError(f"encoder {name!r} gave vectors of width {vec.shape[1]}, the bundle's heads "
                                       f"take {out.shape[1]}")

@@ -24,6 +24,7 @@ from PIL import Image
 from mmpipe.ingest import layouts
 from mmpipe.core.atomic import atomic_path, write_bytes_if_changed, write_text
 from mmpipe.ingest.decode import clean_text, decode_file
+from mmpipe.ingest.dialogue import COLUMN as CONTEXT, add_text_context, context_turns
 from mmpipe.core.errors import BadSampleError
 from mmpipe.ingest.layouts.base import RawSample
 from mmpipe.ingest.vector_columns import hash_vectors, vector_columns, with_vectors
@@ -139,6 +140,8 @@ def build(root: str | Path, config: dict[str, Any], threads: int = 1) -> Manifes
             raise BadSampleError(lost[0].file, f"{lost[0].problem} ({why})", line=lost[0].line, guid=lost[0].guid)
         raise _combined(lost, hint=f"{why}; fix these")
     rows = [r for r in results if not isinstance(r, BadSampleError)]
+    turns = context_turns(config)
+    add_text_context(rows, turns)
 
     val_fraction = config.get("split", {}).get("val_fraction", 0.15)
     seed = config.get("seed", 0)
@@ -151,7 +154,7 @@ def build(root: str | Path, config: dict[str, Any], threads: int = 1) -> Manifes
     if multi:
         log.warning("%d image(s) have several frames (animated); each is encoded from its first frame: %s",
                     len(multi), ", ".join(multi[:10]) + (" ..." if len(multi) > 10 else ""))
-    manifest = pl.DataFrame(rows, schema=SCHEMA, orient="row")
+    manifest = pl.DataFrame(rows, schema={**SCHEMA, **({CONTEXT: pl.String} if turns else {})}, orient="row")
     manifest = with_vectors(manifest, read.samples)  # vector:<field> columns, for the shard slices only
     return ManifestResult(manifest=manifest, skipped=skipped, unlisted=read.unlisted, multi_frame=multi)
 
@@ -216,7 +219,7 @@ def write(result: ManifestResult, manifest_path: str | Path, shard_paths: list[s
         df.drop(vector_columns(df)).write_parquet(tmp, compression="zstd")
     n = len(shard_paths)
     shard_idx = pl.Series([shard_of(g, n) for g in df["guid"]], dtype=pl.Int64)
-    sliced = df.select(SLICE_COLUMNS + vector_columns(df)).with_columns(shard=shard_idx)
+    sliced = df.select(SLICE_COLUMNS + [c for c in [CONTEXT] if c in df.columns] + vector_columns(df)).with_columns(shard=shard_idx)
     changed = []
     for i, path in enumerate(shard_paths):
         part = sliced.filter(pl.col("shard") == i).drop("shard").sort("guid")
