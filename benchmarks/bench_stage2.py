@@ -39,24 +39,24 @@ def snakemake(work: Path, *args: str) -> float:
 
 
 def in_process(work: Path, config: dict, ds: str, out: Path) -> float:
-    """Every ablation, one after another in this process, as the workflow's job script runs each."""
+    """Every ablation, one after another in this process, doing what the ``ablation`` job's script does (the same
+    data loading, fits, reports, figures and TensorBoard events), with the job's thread count."""
     from mmpipe.checks import check_config
     from mmpipe.fusion.ablation import run_ablation
-    from mmpipe.fusion.cv import read_folds
-    from mmpipe.fusion.dataset import load_split_data
+    from mmpipe.fusion.cv import load_cv_data
     from mmpipe.fusion.grid import ablation_grid
 
     config = check_config(dict(config))
     res = work / "results" / ds
+    task = "regression" if config["labels"].get("scheme") == "regression" else "classification"
     start = time.perf_counter()
     for name, spec in ablation_grid(config).items():
-        shards = {m: sorted((res / "features" / m).glob("*.parquet")) for m in spec["modalities"]}
-        data = load_split_data(res / "manifest.parquet", shards, config["labels"].get("classes"))
-        folds = read_folds(res / "folds.parquet", [*data.guids_train, *data.guids_val]) \
-            if config["selection"]["method"] == "cv" else None
+        features = [str(p) for m in spec["modalities"] for p in sorted((res / "features" / m).glob("*.parquet"))]
+        data, folds = load_cv_data(str(res / "manifest.parquet"), features, spec["modalities"],
+                                   config["labels"].get("classes"), str(res / "folds.parquet"), config["selection"])
         params = {**spec["params"], "threads": config["resources"].get("ablation", {}).get("threads", 1)}
-        run_ablation(data, name, spec["modalities"], spec["head"], params, spec["seeds"], out / name,
-                     selection=config["selection"], folds=folds)
+        run_ablation(data, name, spec["modalities"], spec["head"], params, spec["seeds"], out / name, task=task,
+                     selection=config["selection"], folds=folds, tensorboard_dir=out / "tensorboard" / name)
     return time.perf_counter() - start
 
 
@@ -64,7 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="demo")
     ap.add_argument("--config", default=str(REPO / "config.yaml"))
-    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--cores", type=int, default=2, help="also time Snakemake with this many cores (1: only one)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
