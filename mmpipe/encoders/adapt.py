@@ -25,7 +25,7 @@ import shutil
 import time
 from numbers import Real
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -120,6 +120,41 @@ def head_loss(out: Any, y: Any, regression: bool, label_smoothing: float) -> Any
     return F.cross_entropy(out, y, label_smoothing=label_smoothing)
 
 
+def run_epochs(forward: Callable[[list[int]], Any], y: Any, n: int, a: dict[str, Any], opt: Any, sched: Any,
+               info: dict[str, Any], regression: bool, progress: bool = True, scaler: Any = None) -> list[float]:
+    """The fold's training loop, shared by text and image adapters: ``a["epochs"]`` shuffled passes (seeded by
+    ``a["seed"]``) over ``n`` samples in batches of ``a["batch_size"]``; ``forward(rows)`` gives the head's outputs
+    for those rows. Shows progress and logs each epoch; returns the mean training loss per epoch."""
+    import torch
+    from tqdm.auto import tqdm
+
+    bs, start, losses = int(a["batch_size"]), time.perf_counter(), []
+    gen = torch.Generator().manual_seed(int(a["seed"]))
+    steps = a["epochs"] * ((n + bs - 1) // bs)
+    with tqdm(total=steps, disable=not progress, unit="step", desc=f"adapt {info.get('encoder', '')} "
+              f"fold {info.get('fold', '')}") as bar:
+        for epoch in range(a["epochs"]):
+            perm, total = torch.randperm(n, generator=gen).tolist(), 0.0
+            for s in range(0, n, bs):
+                rows = perm[s:s + bs]
+                loss = head_loss(forward(rows), y[rows], regression, float(a["label_smoothing"]))
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(rows)
+                bar.update(1)
+            losses.append(total / max(n, 1))
+            log.info("fold %s epoch %d: train loss %.4f (%.0f s)", info.get("fold"), epoch + 1, losses[-1],
+                     time.perf_counter() - start)
+    return losses
+
+
 def _peft_model(base: Any, a: dict[str, Any]) -> Any:
     if a["method"] == "full":
         return base
@@ -143,7 +178,6 @@ def train_fold(spec: dict[str, Any], texts: Sequence[str], targets: np.ndarray, 
 
         return train_image_fold(spec, texts, targets, n_out, out_dir, info, threads=threads, progress=progress)
     import torch
-    from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     from mmpipe.encoders.base import build_encoder
@@ -163,31 +197,17 @@ def train_fold(spec: dict[str, Any], texts: Sequence[str], targets: np.ndarray, 
     steps = a["epochs"] * ((n + bs - 1) // bs)
     sched = get_linear_schedule_with_warmup(opt, int(a["warmup"] * steps), steps)
     y = torch.as_tensor(np.asarray(targets), dtype=torch.float32 if regression else torch.long, device=enc.device)
-    gen = torch.Generator().manual_seed(seed)
     on_cuda = str(enc.device).startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=on_cuda and not torch.cuda.is_bf16_supported())
-    losses, start = [], time.perf_counter()
+    start = time.perf_counter()
     model.train()
     head.train()
-    with tqdm(total=steps, disable=not progress, unit="step", desc=f"adapt {info.get('encoder', '')} "
-              f"fold {info.get('fold', '')}") as bar:
-        for epoch in range(a["epochs"]):
-            perm, total = torch.randperm(n, generator=gen).tolist(), 0.0
-            for s in range(0, n, bs):
-                rows = perm[s:s + bs]
-                with _autocast(enc.device):
-                    out = head(enc.embed(enc.collate([texts[i] for i in rows]))).float()
-                loss = head_loss(out, y[rows], regression, float(a["label_smoothing"]))
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                total += float(loss.detach()) * len(rows)
-                bar.update(1)
-            losses.append(total / max(n, 1))
-            log.info("fold %s epoch %d: train loss %.4f (%.0f s)", info.get("fold"), epoch + 1, losses[-1],
-                     time.perf_counter() - start)
+
+    def forward(rows: list[int]) -> Any:
+        with _autocast(enc.device):
+            return head(enc.embed(enc.collate([texts[i] for i in rows]))).float()
+
+    losses = run_epochs(forward, y, n, a, opt, sched, info, regression, progress, scaler)
 
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")

@@ -139,15 +139,13 @@ def train_fold(spec: dict[str, Any], items: Sequence[Any], targets: np.ndarray, 
     ``suffix.pt``, ``head.pt`` and ``adapter.json`` to ``out_dir`` atomically. Returns what ``adapter.json``
     holds (the same keys as the text adapters', plus ``trained``)."""
     import torch
-    from tqdm.auto import tqdm
 
     from mmpipe.core.atomic import atomic_dir
-    from mmpipe.encoders.adapt import FORMAT, _dir_digest, head_loss, settings as adapt_settings
+    from mmpipe.encoders.adapt import FORMAT, _dir_digest, run_epochs, settings as adapt_settings
 
     a = adapt_settings(spec)
     regression = np.asarray(targets).dtype.kind == "f"
-    seed = int(a["seed"])
-    torch.manual_seed(seed)
+    torch.manual_seed(int(a["seed"]))
     enc = _base_encoder(spec, threads)
     net = enc.model.eval()
     split = Split(net, int(a["blocks"]))
@@ -167,26 +165,9 @@ def train_fold(spec: dict[str, Any], items: Sequence[Any], targets: np.ndarray, 
     steps = a["epochs"] * ((n + bs - 1) // bs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(steps, 1)))
     y = torch.as_tensor(np.asarray(targets), dtype=torch.float32 if regression else torch.long, device=enc.device)
-    gen = torch.Generator().manual_seed(seed)
-    losses = []
     head.train()
-    with tqdm(total=steps, disable=not progress, unit="step",
-              desc=f"adapt {info.get('encoder', '')} fold {info.get('fold', '')}") as bar:
-        for epoch in range(a["epochs"]):
-            perm, total = torch.randperm(n, generator=gen), 0.0
-            for s in range(0, n, bs):
-                rows = perm[s:s + bs]
-                out = head(split.suffix(cached[rows].to(enc.device))).float()
-                loss = head_loss(out, y[rows], regression, float(a["label_smoothing"]))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(rows)
-                bar.update(1)
-            losses.append(total / max(n, 1))
-            log.info("fold %s epoch %d: train loss %.4f (%.0f s)", info.get("fold"), epoch + 1, losses[-1],
-                     time.perf_counter() - start)
+    losses = run_epochs(lambda rows: head(split.suffix(cached[rows].to(enc.device))).float(), y, n, a, opt, sched,
+                        info, regression, progress)
     with atomic_dir(out_dir) as tmp:
         torch.save(split.trained_state(), tmp / "suffix.pt")
         torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, tmp / "head.pt")

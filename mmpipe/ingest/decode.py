@@ -301,10 +301,10 @@ def _rival_reading(data: bytes, codec: str, text: str, score: float) -> tuple[st
     ``score``) on script and on chardet's rating: (codec, text, lossy). Lossy with the pick kept when chardet
     rates neither clearly higher (an ambiguous decode is never clean); None when no rival shows its script."""
     ratings = None
-    for language, codecs in _RIVALS.items():
+    for language, names in _RIVALS.items():
         if _language(codec) == language:
             continue
-        readings = [(name, t) for name in codecs if (t := _strict(data, name)) is not None]
+        readings = [(name, t) for name in names if (t := _strict(data, name)) is not None]
         shown = [(_shows_script(t, language, text), -k, name, t) for k, (name, t) in enumerate(readings)]
         shown = [s for s in shown if s[0] and implausibility(s[3]) <= score]
         if not shown:

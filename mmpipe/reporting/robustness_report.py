@@ -214,8 +214,8 @@ def render(plan: dict[str, Any], records: list[dict[str, Any]], plot_name: str =
         drop = _dropout_lines(records, "test")
         if drop:
             lines += [*drop, ""]
-    lines += ["## Figure", "", f"Score against missing rate and noise strength, one colour per ablation (dashed: "
-              f"trained with modality dropout), band ± std over the mask seeds:", "", f"![robustness]({plot_name})", ""]
+    lines += ["## Figure", "", "Score against missing rate and noise strength, one colour per ablation (dashed: "
+              "trained with modality dropout), band ± std over the mask seeds:", "", f"![robustness]({plot_name})", ""]
     lines += _skipped(plan) + _consistency_lines(records)
     return "\n".join(lines)
 
