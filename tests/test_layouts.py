@@ -528,3 +528,22 @@ def test_table_dialogue_context_turns(tmp_path):
     shards = [tmp_path / f"slice{i}.parquet" for i in range(2)]
     manifest.write(result, tmp_path / "m.parquet", shards, tmp_path / "log.json")
     assert "text_context" in pl.read_parquet(shards[0]).columns
+
+
+def test_predict_inputs_get_the_manifests_dialogue_context(tmp_path):
+    """New samples for ``mmpipe predict``: a table with a group column gets the context (and content hash) that the
+    manifest gives the same rows."""
+    from mmpipe.inference.inputs import check_samples, read_input
+
+    header = ["Utterance", "Emotion", "Dialogue_ID", "Utterance_ID"]
+    rows = [[f"d{d} turn {u}", "joy", d, u] for d in range(2) for u in range(3)]
+    write_table(tmp_path / "data" / "train_sent_emo.csv", header, rows)
+    opts = {"text": "Utterance", "label": "Emotion", "id": ["Dialogue_ID", "Utterance_ID"], "group": "Dialogue_ID"}
+    cfg = config("table", {"classes": ["anger", "joy"]}, layout_options=opts, text={"context_turns": 1})
+    m = manifest.build(tmp_path / "data", cfg).manifest
+    write_table(tmp_path / "new.csv", ["guid", "text", "group"], [[f"{d}_{u}", t, d] for t, _, d, u in rows])
+    got, bad = check_samples(read_input(tmp_path / "new.csv", cfg), cfg)
+    assert not bad
+    assert [r["text_context"] for r in got] == m["text_context"].to_list() == [None, "d0 turn 0", "d0 turn 1",
+                                                                               None, "d1 turn 0", "d1 turn 1"]
+    assert [r["content_hash"] for r in got] == m["content_hash"].to_list()
