@@ -15,6 +15,7 @@ import yaml
 from mmpipe.core.config import load_schema, validate
 from mmpipe.core.errors import ConfigError
 from mmpipe.core.registry import load_plugins
+from mmpipe.ingest.dialogue import context_turns
 
 
 def schema_with_registries() -> dict[str, Any]:
@@ -59,9 +60,9 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
                 adapt_settings(spec, name)
             except ConfigError as exc:
                 problems.append(str(exc))
-        if spec.get("context") is True and not (config.get("text") or {}).get("context_turns"):
+        if spec.get("context") is True and not any(context_turns(config)):
             problems.append(f"encoders.{name}: context: true needs text.context_turns (how many earlier turns of a "
-                            "sample's group to give it), e.g. text: {context_turns: 2}")
+                            "sample's group to give it) or text.context_turns_after, e.g. text: {context_turns: 2}")
     regression = (config.get("labels") or {}).get("scheme") == "regression"
     metric = (config.get("selection") or {}).get("metric")
     if metric is not None and (metric == "mae") != regression:

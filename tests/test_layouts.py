@@ -530,6 +530,31 @@ def test_table_dialogue_context_turns(tmp_path):
     assert "text_context" in pl.read_parquet(shards[0]).columns
 
 
+def test_table_dialogue_context_turns_after(tmp_path):
+    """text.context_turns_after: the turns after each utterance in its dialogue follow the earlier ones behind
+    " | "; the last turn of a dialogue has only the earlier ones, and a changed turn changes the hashes of the
+    turns around it."""
+    header = ["Utterance", "Emotion", "Dialogue_ID", "Utterance_ID"]
+    rows = [[f"d{d} turn {u}", "joy", d, u] for d in range(2) for u in range(4)]
+    write_table(tmp_path / "train_sent_emo.csv", header, rows)
+    opts = {"text": "Utterance", "label": "Emotion", "id": ["Dialogue_ID", "Utterance_ID"], "group": "Dialogue_ID"}
+    cfg = config("table", {"classes": ["anger", "joy"]}, layout_options=opts,
+                 text={"context_turns": 1, "context_turns_after": 2})
+    m = manifest.build(tmp_path, cfg).manifest
+    ctx = dict(zip(m["guid"], m["text_context"]))
+    assert ctx["0_0"] == "| d0 turn 1 d0 turn 2"
+    assert ctx["0_1"] == "d0 turn 0 | d0 turn 2 d0 turn 3"
+    assert ctx["0_3"] == "d0 turn 2" and ctx["1_0"] == "| d1 turn 1 d1 turn 2"  # never the next dialogue's turns
+    only_after = config("table", {"classes": ["anger", "joy"]}, layout_options=opts, text={"context_turns_after": 1})
+    assert manifest.build(tmp_path, only_after).manifest["text_context"].to_list()[:4] == [
+        "| d0 turn 1", "| d0 turn 2", "| d0 turn 3", None]
+    h1 = dict(zip(m["guid"], m["content_hash"]))
+    rows[2][0] = "d0 turn 2, edited"
+    write_table(tmp_path / "train_sent_emo.csv", header, rows)
+    h2 = dict(zip(*manifest.build(tmp_path, cfg).manifest.select("guid", "content_hash")))
+    assert {g for g in h1 if h1[g] != h2[g]} == {"0_0", "0_1", "0_2", "0_3"}
+
+
 def test_predict_inputs_get_the_manifests_dialogue_context(tmp_path):
     """New samples for ``mmpipe predict``: a table with a group column gets the context (and content hash) that the
     manifest gives the same rows."""

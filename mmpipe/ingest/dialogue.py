@@ -1,43 +1,55 @@
-"""Dialogue context for text encoders: the texts of the turns before each sample in its group.
+"""Dialogue context for text encoders: the texts of the turns around each sample in its group.
 
 With ``text.context_turns: k`` (> 0) every row with a ``group`` gets ``text_context``: the texts of the up to ``k``
 samples listed before it in the same group (listing order: file order, as MELD's utterances are), oldest first,
-joined by a space. Only texts cross samples, never labels, so test utterances take their context from their own
-dialogue. An ``hf_text`` encoder with ``context: true`` encodes the pair (text, context) and pools over the
-sample's own tokens (``mmpipe.encoders.text_hf``). The context is part of the sample's content: its
-``content_hash`` covers it, so a changed earlier turn re-encodes the turns after it.
+joined by a space. ``text.context_turns_after: j`` adds the texts of the up to ``j`` samples listed after it,
+behind a ``" | "``: ``"<before> | <after>"`` (``"| <after>"`` for a dialogue's first turn). Only texts cross
+samples, never labels, so test utterances take their context from their own dialogue, and an offline dialogue
+(a MELD scene, a transcript) has its later turns as much as its earlier ones. An ``hf_text`` encoder with
+``context: true`` encodes the pair (text, context) and pools over the sample's own tokens
+(``mmpipe.encoders.text_hf``). The context is part of the sample's content: its ``content_hash`` covers it, so a
+changed turn re-encodes the turns around it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict, deque
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from typing import Any
 
 COLUMN = "text_context"
+AFTER = " | "
 
 
-def context_turns(config: dict[str, Any]) -> int:
-    """``text.context_turns`` (0: no context column)."""
-    return int((config.get("text") or {}).get("context_turns") or 0)
+def context_turns(config: dict[str, Any]) -> tuple[int, int]:
+    """``(text.context_turns, text.context_turns_after)``: how many turns before and after (0, 0: no context)."""
+    text = config.get("text") or {}
+    return int(text.get("context_turns") or 0), int(text.get("context_turns_after") or 0)
 
 
-def add_text_context(rows: list[dict[str, Any]], turns: int) -> None:
-    """Set ``text_context`` (None where there is no earlier turn, or no group) on ``rows``, in listing order, and
-    fold it into each row's ``content_hash``."""
-    if turns <= 0:
+def add_text_context(rows: list[dict[str, Any]], turns: tuple[int, int]) -> None:
+    """Set ``text_context`` (None where there is no other turn, or no group) on ``rows``, from the ``turns``
+    (before, after) around each row in listing order, and fold it into each row's ``content_hash``."""
+    before, after = turns
+    if before <= 0 and after <= 0:
         return
-    before: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=turns))
-    for row in rows:
-        group, text = row.get("group"), row.get("text")
-        earlier = before[group] if group is not None else None
-        context = " ".join(earlier) if earlier else None
+    said: dict[Any, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))  # group -> its non-empty turns
+    for i, row in enumerate(rows):
+        if row.get("group") is not None and row.get("text"):
+            said[row["group"]][0].append(i)
+            said[row["group"]][1].append(row["text"])
+    for i, row in enumerate(rows):
+        at, texts = said.get(row.get("group"), ([], [])) if row.get("group") is not None else ([], [])
+        earlier = texts[max(0, bisect_left(at, i) - before):bisect_left(at, i)]
+        later = texts[bisect_right(at, i):bisect_right(at, i) + after]
+        context = " ".join(earlier) or None
+        if later:
+            context = f"{context or ''}{AFTER}{' '.join(later)}".lstrip()
         row[COLUMN] = context
         if context is not None:
             h = hashlib.sha256(f"{row['content_hash']}\x1f{context}".encode())
             row["content_hash"] = h.hexdigest()[:32]
-        if earlier is not None and text:
-            earlier.append(text)
 
 
 def encoder_items(texts: list[Any], contexts: list[Any] | None, spec: dict[str, Any]) -> list[Any]:

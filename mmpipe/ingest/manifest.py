@@ -154,7 +154,7 @@ def build(root: str | Path, config: dict[str, Any], threads: int = 1) -> Manifes
     if multi:
         log.warning("%d image(s) have several frames (animated); each is encoded from its first frame: %s",
                     len(multi), ", ".join(multi[:10]) + (" ..." if len(multi) > 10 else ""))
-    manifest = pl.DataFrame(rows, schema={**SCHEMA, **({CONTEXT: pl.String} if turns else {})}, orient="row")
+    manifest = pl.DataFrame(rows, schema={**SCHEMA, **({CONTEXT: pl.String} if any(turns) else {})}, orient="row")
     manifest = with_vectors(manifest, read.samples)  # vector:<field> columns, for the shard slices only
     return ManifestResult(manifest=manifest, skipped=skipped, unlisted=read.unlisted, multi_frame=multi)
 
