@@ -12,7 +12,13 @@ It prints samples per second of both and their ratio (the encode loop against th
 excluded), and splits each job's wall time into process start (interpreter, imports, Snakemake's script
 preamble, exit), encoder build, model load, encode loop and writing.
 
-    python benchmarks/bench_extract.py --data ../shared/data/mvsa_single_lab5 [--encoders text,image] [--json out.json]
+3. **new samples** (``--add``, default 0.01): the first run reads a copy of the data folder (links to its files)
+   whose ``train.txt`` lacks that fraction of all samples (seeded); then the full ``train.txt`` is put back and
+   ``features`` runs again. It prints, per encoder, the jobs' "encoded N, reused M" counts and the second run's
+   encode-loop seconds and job wall seconds as shares of the first (full) extraction's.
+
+    python benchmarks/bench_extract.py --data ../shared/data/mvsa_single_lab5 [--encoders text,image] [--add 0.01]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -51,15 +58,16 @@ def run_jobs(work: Path, config: dict) -> float:
 
 def job_phases(work: Path, ds: str, encoder: str) -> dict[str, float]:
     """Wall time (benchmark TSV) and in-job phases (job log) of an encoder's extraction jobs, summed."""
-    out = dict.fromkeys(("wall", "built", "loaded", "loop", "in_job", "n"), 0.0)
+    out = dict.fromkeys(("wall", "built", "loaded", "loop", "in_job", "n", "reused"), 0.0)
     for tsv in sorted((work / "logs" / ds / "extract" / encoder).glob("*.benchmark.tsv")):
         with open(tsv) as f:
             out["wall"] += float(next(csv.DictReader(f, delimiter="\t"))["s"])
         m = PHASES.search(tsv.with_name(tsv.name.replace(".benchmark.tsv", ".log")).read_text())
         if not m:
             raise SystemExit(f"{tsv}: its job log has no phase line")
-        n, _, built, loaded, loop, in_job = map(float, m.groups())
+        n, reused, built, loaded, loop, in_job = map(float, m.groups())
         out["n"] += n
+        out["reused"] += reused
         out["built"] += built
         out["loaded"] += loaded
         out["loop"] += loop
@@ -67,6 +75,22 @@ def job_phases(work: Path, ds: str, encoder: str) -> dict[str, float]:
     out["start"] = out["wall"] - out["in_job"]
     out["write"] = out["in_job"] - out["built"] - out["loaded"] - out["loop"]
     return out
+
+
+def held_back_copy(data: Path, work: Path, fraction: float, seed: int = 0) -> tuple[Path, str]:
+    """A lab-layout folder in ``work`` that links to ``data``'s files, its ``train.txt`` without ``fraction`` of all
+    samples (train and test lists), drawn with ``seed``; returns the folder and the full ``train.txt`` text."""
+    full = (data / "train.txt").read_text()
+    header, *rows = full.splitlines()
+    n_all = len(rows) + max(0, len((data / "test_without_label.txt").read_text().splitlines()) - 1)
+    held = set(random.Random(seed).sample(range(len(rows)), max(1, round(fraction * n_all))))
+    copy = work / "input" / data.name
+    copy.mkdir(parents=True)
+    for path in data.iterdir():
+        if path.name != "train.txt":
+            (copy / path.name).symlink_to(path)
+    (copy / "train.txt").write_text("\n".join([header] + [r for i, r in enumerate(rows) if i not in held]) + "\n")
+    return copy, full
 
 
 def pure_forward(work: Path, ds: str, spec: dict, data_root: str, threads: int = 2) -> tuple[int, float]:
@@ -103,6 +127,8 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="a lab-layout data folder")
     ap.add_argument("--config", default=str(REPO / "config.yaml"))
     ap.add_argument("--encoders", default=None, help="comma-separated encoder names (default: the non-adapted ones)")
+    ap.add_argument("--add", type=float, default=0.01,
+                    help="fraction of all samples held back from train.txt in the first run, added in a second (0: none)")
     ap.add_argument("--workdir", default=None, help="keep the work folder here (default: a temp folder)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -111,16 +137,20 @@ def main() -> None:
     names = args.encoders.split(",") if args.encoders else [n for n, s in config["encoders"].items()
                                                             if not s.get("adapt")]
     data = str(Path(args.data).resolve())
-    config.update(data=data, shards="auto", encoders={n: config["encoders"][n] for n in names},
-                  ablations={"modalities": None, "heads": None})  # only the features run; the grid must plan
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_extract_"))
     work.mkdir(parents=True, exist_ok=True)
+    full_train = None
+    if args.add > 0:
+        copy, full_train = held_back_copy(Path(data), work, args.add)
+        data = str(copy)
+    config.update(data=data, shards="auto", encoders={n: config["encoders"][n] for n in names},
+                  ablations={"modalities": None, "heads": None})  # only the features run; the grid must plan
     ds = Path(data).name
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     run_wall = run_jobs(work, config)
-    rows = []
+    rows, jobs = [], {name: job_phases(work, ds, name) for name in names}
     for name in names:
-        job = job_phases(work, ds, name)
+        job = jobs[name]
         n, seconds = pure_forward(work, ds, config["encoders"][name], data)
         pure, loop = n / seconds, job["n"] / job["loop"]
         start_up = job["start"] + job["built"] + job["loaded"]
@@ -137,8 +167,26 @@ def main() -> None:
               f"{r['model_load_s']:>7.1f}{r['encode_loop_s']:>8.1f}{r['write_s']:>7.1f}"
               f"{100 * r['start_up_share']:>11.1f}%")
     print("start-up = process start + encoder build + model load, as a share of the job's wall time")
+    added = []
+    if full_train is not None:
+        (Path(data) / "train.txt").write_text(full_train)
+        add_wall = run_jobs(work, config)
+        for name in names:
+            new, old = job_phases(work, ds, name), jobs[name]
+            added.append({"encoder": name, "encoded": int(new["n"]), "reused": int(new["reused"]),
+                          "loop_s": new["loop"], "wall_s": new["wall"], "loop_share": new["loop"] / old["loop"],
+                          "wall_share": new["wall"] / old["wall"]})
+        loop_share = sum(a["loop_s"] for a in added) / sum(j["loop"] for j in jobs.values())
+        wall_share = sum(a["wall_s"] for a in added) / sum(j["wall"] for j in jobs.values())
+        print(f"\nnew samples: {args.add:.1%} of all samples added to train.txt; features again: {add_wall:.1f} s wall")
+        print(f"{'encoder':<10}{'encoded':>8}{'reused':>8}{'loop s':>8}{'job s':>8}{'loop %':>8}{'job %':>8}")
+        for a in added:
+            print(f"{a['encoder']:<10}{a['encoded']:>8}{a['reused']:>8}{a['loop_s']:>8.2f}{a['wall_s']:>8.1f}"
+                  f"{100 * a['loop_share']:>7.1f}%{100 * a['wall_share']:>7.1f}%")
+        print(f"all encoders: encoder time {100 * loop_share:.1f}% and job wall time {100 * wall_share:.1f}% of the "
+              "full extraction's")
     if args.json:
-        Path(args.json).write_text(json.dumps({"run_wall_s": run_wall, "encoders": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"run_wall_s": run_wall, "encoders": rows, "added": added}, indent=1))
 
 
 if __name__ == "__main__":
