@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -95,8 +96,6 @@ def held_back_copy(data: Path, work: Path, fraction: float, seed: int = 0) -> tu
 
 def pure_forward(work: Path, ds: str, spec: dict, data_root: str, threads: int = 2) -> tuple[int, float]:
     """Seconds of ``embed`` alone over the job's batches, prepared beforehand; returns (samples, seconds)."""
-    import torch
-
     from mmpipe.encoders.base import TorchEncoder, build_encoder
     from mmpipe.encoders.extract import shard_items
 
@@ -106,20 +105,25 @@ def pure_forward(work: Path, ds: str, spec: dict, data_root: str, threads: int =
     items: list = []
     for slice_path in sorted((work / "results" / ds / "shards").glob("*.parquet")):
         items += list(shard_items(slice_path, encoder, spec, data_root)[2])
+    batches = prepared_batches(encoder, items)
+    encoder.warm_up()
+    with encoder.context():
+        encoder.embed(batches[0])  # first-call allocations, as the job's first batch pays them too
+        start = time.perf_counter()
+        for batch in batches:
+            encoder.embed(batch)
+        return len(items), time.perf_counter() - start
+
+
+def prepared_batches(encoder: Any, items: list) -> list:
+    """The encoder's collated batches of ``items``, in the order and size an extraction job batches them."""
     items = encoder.inputs(items)
     order = encoder.order(items)
     if order is not None:
         items = [items[i] for i in order]
     loaded = [encoder.load(x) for x in items]
     bs = encoder.batch_size
-    batches = [encoder.collate(loaded[i:i + bs]) for i in range(0, len(loaded), bs)]
-    encoder.warm_up()
-    with torch.inference_mode():
-        encoder.embed(batches[0])  # first-call allocations, as the job's first batch pays them too
-        start = time.perf_counter()
-        for batch in batches:
-            encoder.embed(batch)
-        return len(items), time.perf_counter() - start
+    return [encoder.collate(loaded[i:i + bs]) for i in range(0, len(loaded), bs)]
 
 
 def main() -> None:
@@ -128,7 +132,8 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "config.yaml"))
     ap.add_argument("--encoders", default=None, help="comma-separated encoder names (default: the non-adapted ones)")
     ap.add_argument("--add", type=float, default=0.01,
-                    help="fraction of all samples held back from train.txt in the first run, added in a second (0: none)")
+                    help="fraction of all samples held back from train.txt in the first run, added in a second "
+                         "(0: none)")
     ap.add_argument("--workdir", default=None, help="keep the work folder here (default: a temp folder)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

@@ -623,3 +623,27 @@ def test_text_context_pairs_pool_over_the_text_only(models):
     # pooled over the text's segment: the vector of the pair is not the plain vector of the joined texts
     joined = plain.encode(["i love it this is bad"], progress=False)[0]
     assert not np.allclose(a[0], joined, atol=1e-4)
+
+
+def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_encoders_run_under_mixed_precision(models, images, effnet_weights):
+    """On CUDA the batches run under autocast (``resolve.autocast``). The same code under the CPU's bf16 autocast
+    gives float32 vectors close to the float32 ones, so no pooling or preprocessing step breaks on half types."""
+    paths = [images[k] for k in ("rgb", "gray", "rgb_big")]
+    cases = [(text_enc(models["bert"]), TEXTS),
+             (text_enc(models["bert"], context=True), [("i love it", "this is bad"), "good", ("bad", LONG)]),
+             (image_enc(models["resnet"]), paths),
+             (build_encoder({"backend": "efficientnet_lite", "weights_path": str(effnet_weights), "image_size": 64}),
+              paths)]
+    for enc, items in cases:
+        ref = enc.encode(items, progress=False)
+        with enc.context():
+            assert not torch.is_autocast_enabled("cpu")  # the CPU path stays float32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = enc.encode(items, progress=False)
+        assert half.dtype == np.float32 and half.shape == ref.shape and np.isfinite(half).all(), enc.backend
+        assert not np.array_equal(half, ref), f"{enc.backend}: autocast did not reach the model"
+        assert _row_cosine(half, ref).min() > 0.98, enc.backend

@@ -321,3 +321,17 @@ def test_c_search_records_every_candidate_and_the_choice(head, two, fitted):
     # without validation data: the middle candidate, nothing recorded
     alone = build_head(head, {**FAST, "C": [0.01, 0.1, 1.0]}).fit(X, y)
     assert alone.C_ == 0.1 and alone.history_ == []
+
+
+@pytest.mark.parametrize("head", NEURAL)
+def test_neural_heads_learn_with_half_precision_forward_passes(head, two, monkeypatch):
+    """On CUDA a neural head runs its forward passes under autocast (``NeuralHead._autocast``). The same loop with
+    bf16 autocast on the CPU still learns the planted signal, and its probabilities come back float."""
+    import torch
+
+    (X, y), (Xv, yv) = two
+    monkeypatch.setattr(NeuralHead, "_autocast", lambda self: torch.autocast("cpu", dtype=torch.bfloat16))
+    model = build_head(head, {**FAST, "seed": 0}).fit(X, y, Xv, yv)
+    p = model.predict_proba(Xv)
+    assert p.dtype == np.float64 and np.isfinite(p).all() and np.allclose(p.sum(1), 1, atol=1e-4)
+    assert acc(model, Xv, yv) > 0.8, head

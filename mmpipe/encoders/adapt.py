@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mmpipe.core.errors import ConfigError
+from mmpipe.encoders.resolve import autocast
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +100,6 @@ def _dir_digest(path: Path) -> str:
         h.update(f.relative_to(path).as_posix().encode())
         h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:16]
-
-
-def _autocast(device: Any):
-    import contextlib
-
-    import torch
-
-    if str(device).startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    return contextlib.nullcontext()
 
 
 def head_loss(out: Any, y: Any, regression: bool, label_smoothing: float) -> Any:
@@ -204,7 +195,7 @@ def train_fold(spec: dict[str, Any], texts: Sequence[str], targets: np.ndarray, 
     head.train()
 
     def forward(rows: list[int]) -> Any:
-        with _autocast(enc.device):
+        with autocast(enc.device):
             return head(enc.embed(enc.collate([texts[i] for i in rows]))).float()
 
     losses = run_epochs(forward, y, n, a, opt, sched, info, regression, progress, scaler)

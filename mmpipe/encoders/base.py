@@ -9,7 +9,8 @@ torch, transformers, cv2, librosa and polars are imported where they are used, n
 * ``BatchedEncoder``: the batch loop (decode threads ahead of the model, progress bar, output in input
   order); a backend declares ``load`` (one item), ``forward`` (one batch) and, where it helps, ``order``.
 * ``TorchEncoder``: a ``BatchedEncoder`` whose ``forward`` is a torch model: ``collate`` then ``embed``,
-  in inference mode, with the weights loaded once (``load_model``) on the configured device.
+  in inference mode (with mixed precision on CUDA), with the weights loaded once (``load_model``) on the
+  configured device.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from typing import Any, ClassVar, ContextManager, Sequence
 
 import numpy as np
@@ -26,7 +27,8 @@ import numpy as np
 from mmpipe.core.errors import ConfigError, MmpipeError
 from mmpipe.core.registry import Registry
 from mmpipe.encoders.images import default_workers, prefetch_batches
-from mmpipe.encoders.resolve import PKG_PREFIX, apply_threads, module_available, names_local_path, torch_device
+from mmpipe.encoders.resolve import (PKG_PREFIX, apply_threads, autocast, module_available, names_local_path,
+                                     torch_device)
 
 __all__ = ["ENCODERS", "BatchedEncoder", "Encoder", "TorchEncoder", "build_encoder", "register"]
 
@@ -252,9 +254,13 @@ class TorchEncoder(BatchedEncoder):
         return self.embed(self.collate(batch)).float().cpu().numpy()
 
     def context(self) -> ContextManager[Any]:
+        """Inference mode, with mixed precision on CUDA (``resolve.autocast``); the vectors come back float32."""
         import torch
 
-        return torch.inference_mode()
+        stack = ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(autocast(self.device))
+        return stack
 
 
 def build_encoder(spec: dict[str, Any]) -> Encoder:
