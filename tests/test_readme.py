@@ -52,6 +52,8 @@ def as_run(cmd: str) -> str | None:
         return f"{cmd.replace('../shared', str(SHARED.parent))} -n"
     if re.match(r"snakemake .*\b(tune|robustness)\b|snakemake .*/tuning/", cmd):
         return f"{cmd} -n"  # minutes of CPU on the default config: tests/test_tune.py and test_robustness.py run them
+    if cmd.startswith("python benchmarks/gpu_check.py"):  # no GPU here: the same steps on the CPU, small
+        return f"{cmd} --device cpu --n 16 --cpu-n 16 --batch-sizes 16 --heads concat_mlp"
     if cmd.startswith("tensorboard "):  # a server: TensorBoard's own digest of the same event files instead
         return cmd.replace("tensorboard ", "tensorboard --inspect ", 1)
     return cmd
