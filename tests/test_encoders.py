@@ -630,7 +630,7 @@ def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_encoders_run_under_mixed_precision(models, images, effnet_weights):
-    """On CUDA the batches run under autocast (``resolve.autocast``). The same code under the CPU's bf16 autocast
+    """On CUDA the batches run under autocast (``core.precision.autocast``). The same code under the CPU's bf16 autocast
     gives float32 vectors close to the float32 ones, so no pooling or preprocessing step breaks on half types."""
     paths = [images[k] for k in ("rgb", "gray", "rgb_big")]
     cases = [(text_enc(models["bert"]), TEXTS),

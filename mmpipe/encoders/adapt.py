@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mmpipe.core.errors import ConfigError
-from mmpipe.encoders.resolve import autocast
+from mmpipe.core.precision import autocast, grad_scaler
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,16 @@ def head_loss(out: Any, y: Any, regression: bool, label_smoothing: float) -> Any
 
 
 def run_epochs(forward: Callable[[list[int]], Any], y: Any, n: int, a: dict[str, Any], opt: Any, sched: Any,
-               info: dict[str, Any], regression: bool, progress: bool = True, scaler: Any = None) -> list[float]:
+               info: dict[str, Any], regression: bool, device: Any, progress: bool = True) -> list[float]:
     """The fold's training loop, shared by text and image adapters: ``a["epochs"]`` shuffled passes (seeded by
     ``a["seed"]``) over ``n`` samples in batches of ``a["batch_size"]``; ``forward(rows)`` gives the head's outputs
-    for those rows. Shows progress and logs each epoch; returns the mean training loss per epoch."""
+    for those rows, run under mixed precision on CUDA (``core.precision``). Shows progress and logs each epoch;
+    returns the mean training loss per epoch."""
     import torch
     from tqdm.auto import tqdm
 
     bs, start, losses = int(a["batch_size"]), time.perf_counter(), []
+    scaler = grad_scaler(device)
     gen = torch.Generator().manual_seed(int(a["seed"]))
     steps = a["epochs"] * ((n + bs - 1) // bs)
     with tqdm(total=steps, disable=not progress, unit="step", desc=f"adapt {info.get('encoder', '')} "
@@ -128,15 +130,13 @@ def run_epochs(forward: Callable[[list[int]], Any], y: Any, n: int, a: dict[str,
             perm, total = torch.randperm(n, generator=gen).tolist(), 0.0
             for s in range(0, n, bs):
                 rows = perm[s:s + bs]
-                loss = head_loss(forward(rows), y[rows], regression, float(a["label_smoothing"]))
+                with autocast(device):
+                    out = forward(rows)
+                loss = head_loss(out.float(), y[rows], regression, float(a["label_smoothing"]))
                 opt.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    opt.step()
+                scaler.scale(loss).backward()  # a disabled scaler (CPU, bf16) passes the loss and step through
+                scaler.step(opt)
+                scaler.update()
                 sched.step()
                 total += float(loss.detach()) * len(rows)
                 bar.update(1)
@@ -188,17 +188,14 @@ def train_fold(spec: dict[str, Any], texts: Sequence[str], targets: np.ndarray, 
     steps = a["epochs"] * ((n + bs - 1) // bs)
     sched = get_linear_schedule_with_warmup(opt, int(a["warmup"] * steps), steps)
     y = torch.as_tensor(np.asarray(targets), dtype=torch.float32 if regression else torch.long, device=enc.device)
-    on_cuda = str(enc.device).startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=on_cuda and not torch.cuda.is_bf16_supported())
     start = time.perf_counter()
     model.train()
     head.train()
 
     def forward(rows: list[int]) -> Any:
-        with autocast(enc.device):
-            return head(enc.embed(enc.collate([texts[i] for i in rows]))).float()
+        return head(enc.embed(enc.collate([texts[i] for i in rows])))
 
-    losses = run_epochs(forward, y, n, a, opt, sched, info, regression, progress, scaler)
+    losses = run_epochs(forward, y, n, a, opt, sched, info, regression, enc.device, progress)
 
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")

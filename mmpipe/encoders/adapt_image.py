@@ -166,8 +166,8 @@ def train_fold(spec: dict[str, Any], items: Sequence[Any], targets: np.ndarray, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(steps, 1)))
     y = torch.as_tensor(np.asarray(targets), dtype=torch.float32 if regression else torch.long, device=enc.device)
     head.train()
-    losses = run_epochs(lambda rows: head(split.suffix(cached[rows].to(enc.device))).float(), y, n, a, opt, sched,
-                        info, regression, progress)
+    losses = run_epochs(lambda rows: head(split.suffix(cached[rows].to(enc.device))), y, n, a, opt, sched, info,
+                        regression, enc.device, progress)
     with atomic_dir(out_dir) as tmp:
         torch.save(split.trained_state(), tmp / "suffix.pt")
         torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, tmp / "head.pt")

@@ -27,8 +27,8 @@ import numpy as np
 from mmpipe.core.errors import ConfigError, MmpipeError
 from mmpipe.core.registry import Registry
 from mmpipe.encoders.images import default_workers, prefetch_batches
-from mmpipe.encoders.resolve import (PKG_PREFIX, apply_threads, autocast, module_available, names_local_path,
-                                     torch_device)
+from mmpipe.core.precision import autocast
+from mmpipe.encoders.resolve import PKG_PREFIX, apply_threads, module_available, names_local_path, torch_device
 
 __all__ = ["ENCODERS", "BatchedEncoder", "Encoder", "TorchEncoder", "build_encoder", "register"]
 
@@ -254,7 +254,7 @@ class TorchEncoder(BatchedEncoder):
         return self.embed(self.collate(batch)).float().cpu().numpy()
 
     def context(self) -> ContextManager[Any]:
-        """Inference mode, with mixed precision on CUDA (``resolve.autocast``); the vectors come back float32."""
+        """Inference mode, with mixed precision on CUDA (``core.precision.autocast``); the vectors come back float32."""
         import torch
 
         stack = ExitStack()

@@ -19,7 +19,7 @@ import importlib
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 from mmpipe.core.errors import MmpipeError
 
@@ -158,17 +158,6 @@ def torch_device(device: str | None) -> str:
     if name != "cpu" and not name.startswith("cuda"):
         raise MmpipeError(f"encoder device must be 'cpu', 'cuda' or 'auto', got {device!r}")
     return name
-
-
-def autocast(device: str) -> ContextManager[Any]:
-    """Mixed precision on CUDA (bf16 where the GPU supports it, else fp16); nothing on the CPU."""
-    import contextlib
-
-    import torch
-
-    if str(device).startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    return contextlib.nullcontext()
 
 
 def apply_threads(threads: int | None) -> None:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from mmpipe.core.atomic import atomic_path
+from mmpipe.core.precision import autocast, grad_scaler
 from mmpipe.fusion.heads.base import HEADS, Features, Head
 from mmpipe.fusion.heads.common import (balanced_weights, check_features, fast_scores, prepare_train, regression_scores,
                                         standardize)
@@ -262,12 +263,7 @@ class NeuralHead(Head):
         return F.cross_entropy(logits, y, weight=self._class_w, label_smoothing=float(p["label_smoothing"]))
 
     def _autocast(self):
-        import torch
-
-        if self.device_.type == "cuda" and self.params["amp"]:
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return contextlib.nullcontext()
+        return autocast(self.device_) if self.params["amp"] else contextlib.nullcontext()
 
     def _finish(self, out: torch.Tensor) -> torch.Tensor:
         return (self._score(out) if self.regression else self._proba(out)).float()
@@ -320,8 +316,7 @@ class NeuralHead(Head):
             val = self._inputs(prep["X_val"], groups_val) if has_val else None
             opt = torch.optim.AdamW(self.module_.parameters(), lr=float(p["lr"]),
                                     weight_decay=float(p["weight_decay"]))
-            use_fp16 = (self.device_.type == "cuda" and p["amp"] and not torch.cuda.is_bf16_supported())
-            scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+            scaler = grad_scaler(self.device_, p["amp"])
             best, best_state, bad = None, None, 0
             self.history_, self.best_epoch_ = [], None
             for epoch in range(1, n_epochs + 1):
