@@ -92,9 +92,9 @@ from mmpipe.core.shards import reuse_or_encode
 def peak_mb():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
 
-root, k = Path(sys.argv[1]), int(sys.argv[2])
+root, k, rows = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 previous = [root / "000.parquet"] + sorted(root.glob("*.parquet"))[:k]
-guids = [f"new{i}" for i in range(20000)]
+guids = [f"new{i}" for i in range(rows)]
 before = peak_mb()
 reuse_or_encode(previous, "fp", guids, ["h"] * len(guids), lambda rows: np.zeros((len(rows), 384), np.float32))
 print(before, peak_mb())
@@ -114,7 +114,7 @@ def sibling_memory(root: Path, counts: list[int], rows: int = 20000) -> list[dic
                     {"fingerprint_id": "fp"}, content_hashes=["h"] * rows)
     out = []
     for k in counts:
-        res = subprocess.run([sys.executable, "-c", SIBLING_JOB, str(shards), str(k)], capture_output=True,
+        res = subprocess.run([sys.executable, "-c", SIBLING_JOB, str(shards), str(k), str(rows)], capture_output=True,
                              text=True, check=True, cwd=REPO)
         start, peak = map(float, res.stdout.split())
         out.append({"siblings": k, "start_mb": start, "peak_mb": peak})
