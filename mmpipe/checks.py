@@ -51,8 +51,11 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
         except ConfigError as exc:
             problems.append(f"{where}: {exc}")
 
+    from mmpipe.encoders.text_onnx import check_runtime
+
     for name, spec in config["encoders"].items():
         collect(f"encoders.{name}", ENCODERS.get(spec["backend"]).check_spec, spec)
+        collect(f"encoders.{name}", check_runtime, spec)
         if spec.get("adapt") is not None:
             from mmpipe.encoders.adapt import settings as adapt_settings
 

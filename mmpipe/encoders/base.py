@@ -30,15 +30,16 @@ from mmpipe.encoders.images import default_workers, prefetch_batches
 from mmpipe.core.precision import autocast
 from mmpipe.encoders.resolve import PKG_PREFIX, apply_threads, module_available, names_local_path, torch_device
 
-__all__ = ["ENCODERS", "BatchedEncoder", "Encoder", "TorchEncoder", "build_encoder", "register"]
+__all__ = ["ENCODERS", "BatchedEncoder", "Encoder", "TorchEncoder", "build_encoder", "fingerprint_id", "register"]
 
 ENCODERS: Registry[type["Encoder"]] = Registry("encoder backend", "mmpipe.encoders", "mmpipe.encoders")
 register = ENCODERS.register
 
 # Keys the pipeline may keep in an ``encoders.<name>`` entry that are not the backend's business.
-# ``adapt`` (fine-tuning, ``mmpipe.encoders.adapt``) is checked there.
+# ``adapt`` (fine-tuning, ``mmpipe.encoders.adapt``) and ``runtime`` (``mmpipe.encoders.text_onnx``) are checked
+# there.
 PASSTHROUGH_KEYS = frozenset({"backend", "modality", "name", "column", "field", "input", "enabled", "description",
-                              "adapt"})
+                              "adapt", "runtime"})
 
 
 class _Name:
@@ -119,8 +120,12 @@ class Encoder(ABC):
 
     def fingerprint_id(self) -> str:
         """Short stable hash of the fingerprint."""
-        blob = json.dumps(self.fingerprint(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return fingerprint_id(self.fingerprint())
+
+
+def fingerprint_id(fingerprint: dict[str, Any]) -> str:
+    """Short stable hash of an encoder fingerprint (what keys its cached vectors)."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class BatchedEncoder(Encoder):

@@ -26,13 +26,14 @@ INPUT_COLUMN = {"text": "text", "image": "image_path", "audio": "audio_path", "v
 
 def extract_shard(slice_path: str | Path, name: str, spec: dict[str, Any], out_path: str | Path,
                   data_root: str | Path = ".", threads: int = 1, progress: bool = True,
-                  adapters: list[str] | None = None, folds: str | None = None) -> int:
+                  adapters: list[str] | None = None, folds: str | None = None, onnx: str | None = None) -> int:
     """Write the vectors of every sample of ``slice_path`` that has this encoder's modality, reusing those that
     ``out_path`` already holds; returns how many were encoded.
 
     Media paths in the slice are relative to ``data_root``; ``threads`` goes to the encoder (torch's threads, or
     librosa's workers). An entry with ``adapt:`` is encoded cross-fitted with its fold ``adapters`` and the
-    ``folds`` file (``mmpipe.encoders.adapt``).
+    ``folds`` file (``mmpipe.encoders.adapt``); one with ``runtime: onnx`` runs the ``onnx`` export folder on
+    onnxruntime (``mmpipe.encoders.text_onnx``).
     """
     if spec.get("adapt"):
         from mmpipe.encoders.adapt import extract_shard_crossfitted
@@ -46,7 +47,14 @@ def extract_shard(slice_path: str | Path, name: str, spec: dict[str, Any], out_p
 
     takes_threads = "threads" in ENCODERS.get(spec["backend"]).KEYS
     t0 = time.perf_counter()
-    encoder = build_encoder({**spec, "threads": max(1, threads)} if takes_threads else spec)
+    if spec.get("runtime") == "onnx":
+        from mmpipe.encoders.text_onnx import OnnxTextEncoder
+
+        if not onnx:
+            raise ValueError(f"encoder {name!r} runs on onnxruntime (runtime: onnx) and needs its export folder")
+        encoder = OnnxTextEncoder(onnx, threads=max(1, threads), batch_size=spec.get("batch_size"))
+    else:
+        encoder = build_encoder({**spec, "threads": max(1, threads)} if takes_threads else spec)
     guids, hashes, items = shard_items(slice_path, encoder, spec, data_root)
     times = {"built": time.perf_counter() - t0, "loaded": 0.0, "encoded": 0.0}
 

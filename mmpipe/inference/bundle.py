@@ -72,13 +72,15 @@ def _score_words(entry: dict[str, Any], metric: str | None) -> str | None:
 
 def build_bundle(summary_path: str | Path, config: dict[str, Any], encoder_meta: dict[str, dict[str, Any]],
                  out_dir: str | Path, load_data: Callable[[list[str]], SplitData] | None = None, refit: bool = False,
-                 adapters: dict[str, list[str]] | None = None, cache: dict[str, Any] | None = None) -> dict[str, Any]:
+                 adapters: dict[str, list[str]] | None = None, cache: dict[str, Any] | None = None,
+                 onnx: dict[str, str] | None = None) -> dict[str, Any]:
     """Write the bundle to ``out_dir`` (atomically: a temp folder beside it, then a rename); returns model.json.
 
     ``encoder_meta``: each encoder's feature-shard metadata (fingerprint, fingerprint_id, modality, dim);
     ``load_data``: the labelled features of a modality subset (``load_split_data``), for the classes or score
     range and to refit (``refit`` with a non-cross-validated ablation);
-    ``adapters``: the fold adapter folders of each adapted encoder; ``cache``: paths of the run's manifest and
+    ``adapters``: the fold adapter folders of each adapted encoder; ``onnx``: the export folder of each encoder with
+    ``runtime: onnx``; ``cache``: paths of the run's manifest and
     feature shards (``{"manifest": path, "features": {encoder: [paths]}}``), stored relative to the bundle.
     """
     summary_path, out_dir = Path(summary_path), Path(out_dir)
@@ -124,6 +126,11 @@ def build_bundle(summary_path: str | Path, config: dict[str, Any], encoder_meta:
                     rel = f"encoders/{name}/{Path(d).name}"
                     shutil.copytree(d, tmp / rel)
                     entry["adapters"].append(rel)
+            if spec.get("runtime") == "onnx":
+                if name not in (onnx or {}):
+                    raise MmpipeError(f"encoder {name!r} runs on onnxruntime, but its export folder was not given")
+                entry["onnx"] = f"encoders/{name}/onnx"
+                shutil.copytree(onnx[name], tmp / entry["onnx"])
             encoders[name] = entry
         task = summary.get("task", "classification")
         model = {

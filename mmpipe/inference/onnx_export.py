@@ -48,6 +48,7 @@ import numpy as np
 from mmpipe import __version__
 from mmpipe.core.atomic import atomic_dir
 from mmpipe.core.errors import MmpipeError
+from mmpipe.encoders.text_onnx import torch_spec
 from mmpipe.fusion.context import group_layout
 
 FORMAT = 1
@@ -507,6 +508,16 @@ def _verify_head(head: Any, path: Path, inputs: dict[str, int], layout: str) -> 
 # the text encoder
 
 
+def torch_fingerprint_id(entry: dict[str, Any]) -> str | None:
+    """The fingerprint id of a bundle encoder entry's torch encoder (one with ``runtime: onnx`` drops it)."""
+    from mmpipe.encoders.base import fingerprint_id
+
+    fp = dict(entry.get("fingerprint") or {})
+    if fp.pop("runtime", None) is None:
+        return entry.get("fingerprint_id")
+    return fingerprint_id(fp)
+
+
 def export_text_encoder(spec: dict[str, Any], path: str | Path, tokenizer_path: str | Path | None = None,
                         fingerprint_id: str | None = None, verify: bool = True) -> dict[str, Any]:
     """Export an ``hf_text`` encoder (``spec`` as in the config) to ``path``; its tokenizer to ``tokenizer_path``.
@@ -646,7 +657,7 @@ def export_bundle(bundle: str | Path, out: str | Path) -> list[Path]:
                 continue
             fname, tdir = encoder_file(enc_name), tokenizer_dir(enc_name)
             try:
-                info = export_text_encoder(spec, tmp / fname, tmp / tdir, enc_entry.get("fingerprint_id"))
+                info = export_text_encoder(torch_spec(spec), tmp / fname, tmp / tdir, torch_fingerprint_id(enc_entry))
             except MmpipeError as exc:
                 raise MmpipeError(f"encoder {enc_name!r}: cannot export to ONNX: {exc}") from exc
             files.append({"file": fname, "kind": "encoder", "encoder": enc_name, "modality": enc_entry.get("modality"),

@@ -98,6 +98,10 @@ class Predictor:
                 raise MmpipeError(f"encoder {name!r}: its adapters were trained from base encoder {base}, but "
                                   f"{spec.get('model')!r} here has fingerprint {enc.base_fingerprint_id()} "
                                   f"(other weights or preprocessing); install the weights the bundle was built with")
+        elif spec.get("runtime") == "onnx":
+            from mmpipe.encoders.text_onnx import OnnxTextEncoder
+
+            enc = OnnxTextEncoder(self.dir / entry["onnx"], threads=self.threads)
         else:
             from mmpipe.encoders.base import ENCODERS, build_encoder
 

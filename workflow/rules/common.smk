@@ -50,6 +50,8 @@ ENCODERS = list(config["encoders"])
 # Encoders with an `adapt:` section: fine-tuned once per fold of the shared folds, then encoded cross-fitted.
 ADAPTED = [name for name, spec in config["encoders"].items() if spec.get("adapt")]
 FOLDS = [str(k) for k in range(config["selection"]["folds"])]
+# Frozen text encoders run on onnxruntime (`runtime: onnx`): exported once, then extracted without torch.
+ONNX_RUNTIME = [name for name, spec in config["encoders"].items() if spec.get("runtime") == "onnx"]
 
 # Sized from measurements on a 2-core machine (see README); override under `resources:` in the config.
 DEFAULT_RESOURCES = {
@@ -58,6 +60,7 @@ DEFAULT_RESOURCES = {
     "decode_report": dict(threads=1, mem_mb=1000, runtime=5),
     "folds": dict(threads=1, mem_mb=1000, runtime=5),
     "extract": dict(threads=2, mem_mb=4000, runtime=60),
+    "encoder_onnx": dict(threads=2, mem_mb=4000, runtime=30),
     "adapter": dict(threads=2, mem_mb=6000, runtime=120),
     "ablation": dict(threads=1, mem_mb=2000, runtime=30),
     "tune_worker": dict(threads=1, mem_mb=2000, runtime=120),
@@ -116,6 +119,8 @@ def extract_inputs(wildcards):
     if wildcards.encoder in ADAPTED:
         inputs["adapters"] = expand(f"{RES}/adapters/{wildcards.encoder}/fold{{fold}}", fold=FOLDS)
         inputs["folds"] = f"{RES}/folds.parquet"
+    if wildcards.encoder in ONNX_RUNTIME:
+        inputs["onnx"] = f"{RES}/encoders/{wildcards.encoder}"
     return inputs
 
 

@@ -28,6 +28,27 @@ rule adapter:
         "../scripts/adapter.py"
 
 
+rule encoder_onnx:
+    output:
+        directory(f"{RES}/encoders/{{encoder}}"),
+    params:
+        spec=lambda wildcards: config["encoders"][wildcards.encoder],
+    log:
+        f"{LOGS}/encoder_onnx/{{encoder}}.log",
+    benchmark:
+        f"{LOGS}/encoder_onnx/{{encoder}}.benchmark.tsv"
+    wildcard_constraints:
+        encoder="|".join(ONNX_RUNTIME) or "^$",
+    threads: res("encoder_onnx", "threads")
+    resources:
+        mem_mb=res("encoder_onnx", "mem_mb"),
+        runtime=res("encoder_onnx", "runtime"),
+    conda:
+        "../../envs/extract.yaml"
+    script:
+        "../scripts/encoder_onnx.py"
+
+
 rule extract:
     input:
         unpack(extract_inputs),

@@ -5,6 +5,7 @@ rule model:
         manifest=f"{RES}/manifest.parquet",
         features=expand(f"{RES}/features/{{encoder}}/{{shard}}.parquet", encoder=ENCODERS, shard=SHARDS),
         adapters=expand(f"{RES}/adapters/{{encoder}}/fold{{fold}}", encoder=ADAPTED, fold=FOLDS),
+        onnx=expand(f"{RES}/encoders/{{encoder}}", encoder=ONNX_RUNTIME),
     output:
         directory(f"{RES}/model"),
     params:

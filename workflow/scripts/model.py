@@ -17,5 +17,6 @@ with job_log(snakemake.log[0]) as log:
                                         snakemake.params.classes)
     model = build_bundle(snakemake.input.summary, snakemake.params.config, meta, snakemake.output[0], load,
                          refit=snakemake.params.refit, adapters=adapters,
-                         cache={"manifest": snakemake.input.manifest, "features": features})
+                         cache={"manifest": snakemake.input.manifest, "features": features},
+                         onnx={Path(d).name: d for d in snakemake.input.onnx})
     log.info("model bundle %s: %s", snakemake.output[0], " ".join(model["about"]))
