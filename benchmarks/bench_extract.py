@@ -8,6 +8,10 @@ For each encoder of the config (by default ``config.yaml``'s), on one data set:
 2. **the pure forward pass**: in this process, over the same samples, already decoded, tokenised or resized and
    collated into the job's batches (same order, same batch size), only ``embed`` is timed.
 
+An encoder with ``runtime: onnx`` (the default frozen text encoder) runs beside its torch twin (``<name>_torch``,
+the same entry on torch) in the same run, so the two runtimes' jobs are measured side by side; its one-time export
+(the ``encoder_onnx`` job) is printed apart.
+
 It prints samples per second of both and their ratio (the encode loop against the pure forward, start-up
 excluded), and splits each job's wall time into process start (interpreter, imports, Snakemake's script
 preamble, exit), encoder build, model load, encode loop and writing.
@@ -95,13 +99,18 @@ def held_back_copy(data: Path, work: Path, fraction: float, seed: int = 0) -> tu
 
 
 def pure_forward(work: Path, ds: str, spec: dict, data_root: str, threads: int = 2) -> tuple[int, float]:
-    """Seconds of ``embed`` alone over the job's batches, prepared beforehand; returns (samples, seconds)."""
+    """Seconds of ``embed`` alone over the job's batches, prepared beforehand; returns (samples, seconds). An
+    encoder with ``runtime: onnx`` runs its export (``results/<ds>/encoders/<name>``) on onnxruntime."""
     from mmpipe.encoders.base import TorchEncoder, build_encoder
     from mmpipe.encoders.extract import shard_items
+    from mmpipe.encoders.text_onnx import OnnxTextEncoder
 
-    encoder = build_encoder({**spec, "threads": threads})
-    if not isinstance(encoder, TorchEncoder):
-        raise SystemExit(f"{spec['backend']}: not a torch encoder; no pure forward pass to compare with")
+    if spec.get("runtime") == "onnx":
+        encoder = OnnxTextEncoder(work / "results" / ds / "encoders" / spec["name"], threads=threads)
+    else:
+        encoder = build_encoder({**spec, "threads": threads})
+    if not isinstance(encoder, (TorchEncoder, OnnxTextEncoder)):
+        raise SystemExit(f"{spec['backend']}: not a torch or onnx encoder; no pure forward pass to compare with")
     items: list = []
     for slice_path in sorted((work / "results" / ds / "shards").glob("*.parquet")):
         items += list(shard_items(slice_path, encoder, spec, data_root)[2])
@@ -141,6 +150,10 @@ def main() -> None:
     config = yaml.safe_load(Path(args.config).read_text())
     names = args.encoders.split(",") if args.encoders else [n for n, s in config["encoders"].items()
                                                             if not s.get("adapt")]
+    for name in list(names):  # an onnxruntime encoder runs beside its torch twin, in the same run
+        if config["encoders"][name].get("runtime") == "onnx":
+            config["encoders"][f"{name}_torch"] = {**config["encoders"][name], "runtime": "torch"}
+            names.insert(names.index(name) + 1, f"{name}_torch")
     data = str(Path(args.data).resolve())
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_extract_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -156,7 +169,7 @@ def main() -> None:
     rows, jobs = [], {name: job_phases(work, ds, name) for name in names}
     for name in names:
         job = jobs[name]
-        n, seconds = pure_forward(work, ds, config["encoders"][name], data)
+        n, seconds = pure_forward(work, ds, {**config["encoders"][name], "name": name}, data)
         pure, loop = n / seconds, job["n"] / job["loop"]
         start_up = job["start"] + job["built"] + job["loaded"]
         rows.append({"encoder": name, "samples": int(job["n"]), "pure_per_s": pure, "job_loop_per_s": loop,
@@ -172,6 +185,10 @@ def main() -> None:
               f"{r['model_load_s']:>7.1f}{r['encode_loop_s']:>8.1f}{r['write_s']:>7.1f}"
               f"{100 * r['start_up_share']:>11.1f}%")
     print("start-up = process start + encoder build + model load, as a share of the job's wall time")
+    exports = {tsv.name.split(".")[0]: float(next(csv.DictReader(open(tsv), delimiter="\t"))["s"])
+               for tsv in sorted((work / "logs" / ds / "encoder_onnx").glob("*.benchmark.tsv"))}
+    for name, wall in exports.items():
+        print(f"{name}: exported to ONNX once (encoder_onnx job), {wall:.1f} s wall")
     added = []
     if full_train is not None:
         (Path(data) / "train.txt").write_text(full_train)
@@ -191,7 +208,8 @@ def main() -> None:
         print(f"all encoders: encoder time {100 * loop_share:.1f}% and job wall time {100 * wall_share:.1f}% of the "
               "full extraction's")
     if args.json:
-        Path(args.json).write_text(json.dumps({"run_wall_s": run_wall, "encoders": rows, "added": added}, indent=1))
+        Path(args.json).write_text(json.dumps({"run_wall_s": run_wall, "encoders": rows, "exports_s": exports,
+                                               "added": added}, indent=1))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ ENVS = REPO / "envs"
 TARGET_RULES = {"all", "features", "ablations", "predictions", "tune", "html", "robustness"}
 # which environment each group of rules runs in (issue: one per rule group)
 ENV_OF = {"demo_data": "extract", "manifest": "extract", "extract": "extract", "adapter": "extract", "folds": "heads",
+          "encoder_onnx": "extract",
           "ablation": "heads", "model": "model", "predict": "model", "decode_report": "report", "summary": "report",
           "tune_worker": "heads", "tune_report": "heads", "ablation_html": "report", "summary_html": "report",
           "decode_html": "report", "robustness_eval": "heads", "robustness_plan": "heads",

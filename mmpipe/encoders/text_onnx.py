@@ -180,9 +180,9 @@ class OnnxTextEncoder(BatchedEncoder):
         lengths = np.fromiter((len(e.ids) for e in self._encode(items)), dtype=np.int64, count=len(items))
         return np.argsort(-lengths, kind="stable")
 
-    def forward(self, batch: list[Any]) -> np.ndarray:
-        """Tokenise and pad to the longest of the batch, run the graph, pool over the attention (or the text's own
-        segment) mask, and normalise where configured."""
+    def collate(self, batch: list[Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The graph's inputs, tokenised and padded to the longest of the batch, and the pooling mask (the
+        attention mask, or the text's own segment with ``context``)."""
         encs = self._encode(batch)
         width = max(len(e.ids) for e in encs)
         right = self.meta["padding_side"] == "right"
@@ -197,8 +197,12 @@ class OnnxTextEncoder(BatchedEncoder):
             seq = e.sequence_ids
             own = seq.index(1) if 1 in seq else len(e.ids)  # the text's segment and its leading specials
             pool[i, at.start: at.start + own] = 1.0
+        return feed, pool if self.with_context else feed["attention_mask"].astype(np.float32)
+
+    def embed(self, collated: tuple[dict[str, np.ndarray], np.ndarray]) -> np.ndarray:
+        """The graph's last hidden state, pooled (and normalised where configured)."""
+        feed, mask = collated
         hidden = self.session.run(["hidden"], feed)[0]
-        mask = pool if self.with_context else feed["attention_mask"].astype(np.float32)
         if self.meta["pooling"] == "cls":
             vec = hidden[:, 0]
         elif self.meta["pooling"] == "max":
@@ -209,3 +213,6 @@ class OnnxTextEncoder(BatchedEncoder):
         if self.meta["normalize"]:
             vec = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
         return vec.astype(np.float32)
+
+    def forward(self, batch: list[Any]) -> np.ndarray:
+        return self.embed(self.collate(batch))
