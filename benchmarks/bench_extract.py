@@ -98,19 +98,20 @@ def held_back_copy(data: Path, work: Path, fraction: float, seed: int = 0) -> tu
     return copy, full
 
 
-def pure_forward(work: Path, ds: str, spec: dict, data_root: str, threads: int = 2) -> tuple[int, float]:
-    """Seconds of ``embed`` alone over the job's batches, prepared beforehand; returns (samples, seconds). An
-    encoder with ``runtime: onnx`` runs its export (``results/<ds>/encoders/<name>``) on onnxruntime."""
-    from mmpipe.encoders.base import TorchEncoder, build_encoder
+def pure_forward(work: Path, ds: str, spec: dict, data_root: str, threads: int = 2) -> tuple[int, float] | None:
+    """Seconds of ``embed`` alone over the job's batches, prepared beforehand; returns (samples, seconds), or None
+    for an encoder without a model forward pass (a lexicon). An encoder with ``runtime: onnx`` runs its export
+    (``results/<ds>/encoders/<name>``) on onnxruntime."""
+    from mmpipe.encoders.base import ENCODERS, TorchEncoder, build_encoder
     from mmpipe.encoders.extract import shard_items
     from mmpipe.encoders.text_onnx import OnnxTextEncoder
 
     if spec.get("runtime") == "onnx":
         encoder = OnnxTextEncoder(work / "results" / ds / "encoders" / spec["name"], threads=threads)
-    else:
+    elif issubclass(ENCODERS.get(spec["backend"]), TorchEncoder):
         encoder = build_encoder({**spec, "threads": threads})
-    if not isinstance(encoder, (TorchEncoder, OnnxTextEncoder)):
-        raise SystemExit(f"{spec['backend']}: not a torch or onnx encoder; no pure forward pass to compare with")
+    else:
+        return None
     items: list = []
     for slice_path in sorted((work / "results" / ds / "shards").glob("*.parquet")):
         items += list(shard_items(slice_path, encoder, spec, data_root)[2])
@@ -169,8 +170,8 @@ def main() -> None:
     rows, jobs = [], {name: job_phases(work, ds, name) for name in names}
     for name in names:
         job = jobs[name]
-        n, seconds = pure_forward(work, ds, {**config["encoders"][name], "name": name}, data)
-        pure, loop = n / seconds, job["n"] / job["loop"]
+        pure_run = pure_forward(work, ds, {**config["encoders"][name], "name": name}, data)
+        pure, loop = (pure_run[0] / pure_run[1] if pure_run else float("nan")), job["n"] / max(job["loop"], 1e-9)
         start_up = job["start"] + job["built"] + job["loaded"]
         rows.append({"encoder": name, "samples": int(job["n"]), "pure_per_s": pure, "job_loop_per_s": loop,
                      "ratio": loop / pure, "job_wall_s": job["wall"], "process_start_s": job["start"],

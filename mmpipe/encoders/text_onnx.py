@@ -134,6 +134,7 @@ class OnnxTextEncoder(BatchedEncoder):
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(int(self.meta["max_length"]))
         self._session: Any = None
+        self._encoded: dict[Any, Any] = {}  # item -> its encoding, from the last ``order``
 
     def fingerprint(self) -> dict[str, Any]:
         return self.meta["fingerprint"]
@@ -176,14 +177,18 @@ class OnnxTextEncoder(BatchedEncoder):
         return [self.tokenizer.encode(t, c) if c else self.tokenizer.encode(t) for t, c in items]
 
     def order(self, items: list[Any]) -> np.ndarray:
-        """Longest first (by token count), as the torch encoder batches."""
-        lengths = np.fromiter((len(e.ids) for e in self._encode(items)), dtype=np.int64, count=len(items))
+        """Longest first (by token count), as the torch encoder batches. The encodings are kept for the batches
+        (``collate``), so that each text is tokenised once."""
+        encs = self._encode(items)
+        self._encoded = dict(zip(items, encs))
+        lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(items))
         return np.argsort(-lengths, kind="stable")
 
     def collate(self, batch: list[Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The graph's inputs, tokenised and padded to the longest of the batch, and the pooling mask (the
         attention mask, or the text's own segment with ``context``)."""
-        encs = self._encode(batch)
+        known = self._encoded
+        encs = [known[x] for x in batch] if all(x in known for x in batch) else self._encode(batch)
         width = max(len(e.ids) for e in encs)
         right = self.meta["padding_side"] == "right"
         cols = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
