@@ -38,6 +38,19 @@ TOKENIZER_FILES = (
 )
 
 
+def text_inputs(items: Sequence[Any], tweet_normalize: bool, with_context: bool) -> list[Any]:
+    """Texts (tweet-normalised where configured); ``None`` counts as empty. With ``context``, ``(text, context)``
+    pairs (a plain text has no context)."""
+    def clean(text: Any) -> str:
+        text = "" if text is None else str(text)
+        return normalize_tweet(text) if tweet_normalize else text
+
+    if with_context:
+        pairs = [(x, None) if not isinstance(x, (tuple, list)) else tuple(x) for x in items]
+        return [(clean(t), clean(c) if c else None) for t, c in pairs]
+    return [clean(t) for t in items]
+
+
 @register("hf_text")
 class HFTextEncoder(HFEncoder):
     """Frozen Hugging Face text encoder with mean, CLS or max pooling."""
@@ -113,17 +126,7 @@ class HFTextEncoder(HFEncoder):
         }
 
     def inputs(self, items: Sequence[Any]) -> list[Any]:
-        """Texts (tweet-normalised where configured); ``None`` counts as empty. With ``context``, ``(text,
-        context)`` pairs (a plain text has no context)."""
-        if self.with_context:
-            pairs = [(x, None) if not isinstance(x, (tuple, list)) else tuple(x) for x in items]
-            texts = [self._clean(t) for t, _ in pairs]
-            return [(t, self._clean(c) if c else None) for t, (_, c) in zip(texts, pairs)]
-        return [self._clean(t) for t in items]
-
-    def _clean(self, text: Any) -> str:
-        text = "" if text is None else str(text)
-        return normalize_tweet(text) if self.tweet_normalize else text
+        return text_inputs(items, self.tweet_normalize, self.with_context)
 
     def _tokenize(self, items: list[Any], **kwargs: Any) -> dict[str, Any]:
         """The tokenizer on plain texts, or (with ``context``) on each (text, context) pair, with a ``pool_mask``

@@ -156,17 +156,10 @@ class OnnxTextEncoder(BatchedEncoder):
         self.forward([self.blank()])
 
     def inputs(self, items: Sequence[Any]) -> list[Any]:
-        """Texts (tweet-normalised where the export says so), or ``(text, context)`` pairs with ``context``."""
-        from mmpipe.encoders.tweet import normalize_tweet
+        """As the torch encoder takes them: ``mmpipe.encoders.text_hf.text_inputs``."""
+        from mmpipe.encoders.text_hf import text_inputs
 
-        def clean(x: Any) -> str:
-            x = "" if x is None else str(x)
-            return normalize_tweet(x) if self.meta["tweet_normalize"] else x
-
-        if self.with_context:
-            pairs = [(x, None) if not isinstance(x, (tuple, list)) else tuple(x) for x in items]
-            return [(clean(t), clean(c) if c else None) for t, c in pairs]
-        return [clean(t) for t in items]
+        return text_inputs(items, self.meta["tweet_normalize"], self.with_context)
 
     def blank(self) -> Any:
         return ("a", None) if self.with_context else "a"
