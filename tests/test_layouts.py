@@ -572,3 +572,39 @@ def test_predict_inputs_get_the_manifests_dialogue_context(tmp_path):
     assert [r["text_context"] for r in got] == m["text_context"].to_list() == [None, "d0 turn 0", "d0 turn 1",
                                                                                None, "d1 turn 0", "d1 turn 1"]
     assert [r["content_hash"] for r in got] == m["content_hash"].to_list()
+
+
+def test_table_speakers_name_the_turns_of_the_context(tmp_path):
+    """layout_options.speaker: the manifest keeps each row's speaker, every context turn reads "<speaker>: <text>"
+    and the before part ends with the sample's own speaker; a renamed speaker changes the content of the turns
+    around it; ``mmpipe predict`` tables with a speaker column get the same context."""
+    from mmpipe.inference.inputs import check_samples, read_input
+
+    header = ["Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID"]
+    rows = [[f"d{d} turn {u}", ["Ross", "Monica"][u % 2], "joy", d, u] for d in range(2) for u in range(3)]
+    write_table(tmp_path / "data" / "train_sent_emo.csv", header, rows)
+    opts = {"text": "Utterance", "label": "Emotion", "id": ["Dialogue_ID", "Utterance_ID"], "group": "Dialogue_ID",
+            "speaker": "Speaker"}
+    cfg = config("table", {"classes": ["anger", "joy"]}, layout_options=opts,
+                 text={"context_turns": 1, "context_turns_after": 1})
+    m = manifest.build(tmp_path / "data", cfg).manifest
+    assert m["speaker"].to_list()[:3] == ["Ross", "Monica", "Ross"]
+    ctx = dict(zip(m["guid"], m["text_context"]))
+    assert ctx["0_0"] == "Ross: | Monica: d0 turn 1"
+    assert ctx["0_1"] == "Ross: d0 turn 0 Monica: | Ross: d0 turn 2"
+    assert ctx["0_2"] == "Monica: d0 turn 1 Ross:" and ctx["1_0"] == "Ross: | Monica: d1 turn 1"
+    h1 = dict(zip(m["guid"], m["content_hash"]))
+    rows[1][1] = "Chandler"
+    write_table(tmp_path / "data" / "train_sent_emo.csv", header, rows)
+    m2 = manifest.build(tmp_path / "data", cfg).manifest
+    assert {g for g, h in zip(m2["guid"], m2["content_hash"]) if h1[g] != h} == {"0_0", "0_1", "0_2"}
+    plain = manifest.build(tmp_path / "data", config("table", {"classes": ["anger", "joy"]}, layout_options=opts,
+                                                     text={"context_turns": 0})).manifest
+    assert "text_context" not in plain.columns and plain["speaker"].to_list()[1] == "Chandler"
+
+    write_table(tmp_path / "new.csv", ["guid", "text", "group", "speaker"],
+                [[f"{d}_{u}", t, d, s] for t, s, _, d, u in rows])
+    got, bad = check_samples(read_input(tmp_path / "new.csv", cfg), cfg)
+    assert not bad
+    assert [r["text_context"] for r in got] == m2["text_context"].to_list()
+    assert [r["content_hash"] for r in got] == m2["content_hash"].to_list()

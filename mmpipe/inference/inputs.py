@@ -3,7 +3,8 @@
 Three ways in: a folder in a layout the bundle's config reads (lab: the samples of its test list by default), a
 folder of loose files paired by file stem (``3.txt`` + ``3.jpg``), or a CSV / JSONL table with one sample per row
 (columns ``guid``, ``text`` or ``text_file``, ``image``, ``audio``, ``video``, and ``group``: a dialogue, whose rows
-in order give each other context under ``text.context_turns``; relative paths are relative to the table). Each
+in order give each other context under ``text.context_turns``, with ``speaker`` naming who says each; relative paths
+are relative to the table). Each
 sample is then decoded and checked exactly as the manifest does (``check_samples``).
 """
 
@@ -20,7 +21,7 @@ from mmpipe.ingest.layouts.lab import MEDIA as BY_SUFFIX
 from mmpipe.ingest.vector_columns import vector_column
 
 # table column -> RawSample field (the first of each group that a table has wins)
-COLUMNS = {"text": ("text",), "group": ("group",), "text_path": ("text_file", "text_path"), "image_path": ("image", "image_path"),
+COLUMNS = {"text": ("text",), "group": ("group",), "speaker": ("speaker",), "text_path": ("text_file", "text_path"), "image_path": ("image", "image_path"),
            "audio_path": ("audio", "audio_path"), "video_path": ("video", "video_path")}
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
 
@@ -109,7 +110,7 @@ def read_table(path: Path) -> list[RawSample]:
             name = next((keys[n] for n in names if n in keys and rec[keys[n]] not in (None, "")), None)
             if name is not None:
                 value = str(rec[name])
-                plain = field in ("text", "group")
+                plain = field in ("text", "group", "speaker")
                 fields[field] = value if plain else (Path(value) if os.path.isabs(value) else base / value)
         if not fields:
             raise BadSampleError(path, f"no sample fields; expected one of {', '.join(n for v in COLUMNS.values() for n in v)}",

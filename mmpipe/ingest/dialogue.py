@@ -9,6 +9,11 @@ samples, never labels, so test utterances take their context from their own dial
 ``context: true`` encodes the pair (text, context) and pools over the sample's own tokens
 (``mmpipe.encoders.text_hf``). The context is part of the sample's content: its ``content_hash`` covers it, so a
 changed turn re-encodes the turns around it.
+
+Where the layout names each row's ``speaker`` (a table's ``layout_options.speaker``), the context reads as the
+transcript around the sample with its own words left out (they are the first text of the pair): every turn is
+``"<speaker>: <text>"`` and the before part ends with ``"<own speaker>:"``, so the model sees who says what and
+which turns are the sample's speaker's, as EmoBERTa's input does: ``"Ross: Hi. Monica: | Ross: What?"``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ from collections import defaultdict
 from typing import Any
 
 COLUMN = "text_context"
+SPEAKER = "speaker"
 AFTER = " | "
+
+
+def _turn(row: dict[str, Any]) -> str:
+    return f"{row[SPEAKER]}: {row['text']}" if row.get(SPEAKER) else row["text"]
 
 
 def context_turns(config: dict[str, Any]) -> tuple[int, int]:
@@ -38,11 +48,13 @@ def add_text_context(rows: list[dict[str, Any]], turns: tuple[int, int]) -> None
     for i, row in enumerate(rows):
         if row.get("group") is not None and row.get("text"):
             said[row["group"]][0].append(i)
-            said[row["group"]][1].append(row["text"])
+            said[row["group"]][1].append(_turn(row))
     for i, row in enumerate(rows):
         at, texts = said.get(row.get("group"), ([], [])) if row.get("group") is not None else ([], [])
         earlier = texts[max(0, bisect_left(at, i) - before):bisect_left(at, i)]
         later = texts[bisect_right(at, i):bisect_right(at, i) + after]
+        if row.get(SPEAKER):
+            earlier = [*earlier, f"{row[SPEAKER]}:"]
         context = " ".join(earlier) or None
         if later:
             context = f"{context or ''}{AFTER}{' '.join(later)}".lstrip()

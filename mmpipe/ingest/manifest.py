@@ -24,7 +24,7 @@ from PIL import Image
 from mmpipe.ingest import layouts
 from mmpipe.core.atomic import atomic_path, write_bytes_if_changed, write_text
 from mmpipe.ingest.decode import clean_text, decode_file
-from mmpipe.ingest.dialogue import COLUMN as CONTEXT, add_text_context, context_turns
+from mmpipe.ingest.dialogue import COLUMN as CONTEXT, SPEAKER, add_text_context, context_turns
 from mmpipe.core.errors import BadSampleError
 from mmpipe.ingest.layouts.base import RawSample
 from mmpipe.ingest.vector_columns import hash_vectors, vector_columns, with_vectors
@@ -66,6 +66,8 @@ def _check_sample(s: RawSample, config: dict[str, Any], root: Path) -> dict[str,
     h = hashlib.sha256(s.guid.encode())
     row: dict[str, Any] = {"guid": s.guid, "split": s.split, "label": s.label, "score": s.score,
                            "group": s.group, "text": s.text, "text_encoding": None, "text_lossy": False}
+    if s.speaker is not None:
+        row[SPEAKER] = s.speaker
     text_cfg = config.get("text", {})
     if s.text_path is not None:
         if not s.text_path.is_file():
@@ -154,7 +156,9 @@ def build(root: str | Path, config: dict[str, Any], threads: int = 1) -> Manifes
     if multi:
         log.warning("%d image(s) have several frames (animated); each is encoded from its first frame: %s",
                     len(multi), ", ".join(multi[:10]) + (" ..." if len(multi) > 10 else ""))
-    manifest = pl.DataFrame(rows, schema={**SCHEMA, **({CONTEXT: pl.String} if any(turns) else {})}, orient="row")
+    extra = {**({SPEAKER: pl.String} if any(SPEAKER in r for r in rows) else {}),
+             **({CONTEXT: pl.String} if any(turns) else {})}
+    manifest = pl.DataFrame(rows, schema={**SCHEMA, **extra}, orient="row")
     manifest = with_vectors(manifest, read.samples)  # vector:<field> columns, for the shard slices only
     return ManifestResult(manifest=manifest, skipped=skipped, unlisted=read.unlisted, multi_frame=multi)
 

@@ -23,6 +23,7 @@ class RawSample:
     label: str | None = None
     score: float | None = None
     group: str | None = None         # e.g. the video an utterance comes from; splits never cut a group
+    speaker: str | None = None       # who says it (dialogues): names the turns of the dialogue context
     text: str | None = None          # inline text (tables, transcripts)
     text_path: Path | None = None    # or a text file to decode
     image_path: Path | None = None

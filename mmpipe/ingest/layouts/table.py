@@ -24,7 +24,7 @@ from mmpipe.ingest.layouts.base import Layout, LayoutRead, RawSample, register
 from mmpipe.ingest.layouts.common import (Labels, cell, count_lines, csv_records, find_column, id_string,
                                           layout_options, norm_split, split_of_name, walk_files)
 
-OPTIONS = {"file", "files", "text", "label", "score", "split", "id", "group", "delimiter", "encoding"}
+OPTIONS = {"file", "files", "text", "label", "score", "split", "id", "group", "speaker", "delimiter", "encoding"}
 SUFFIXES = (".csv", ".tsv")
 TEXT_COLUMNS = ("text", "utterance", "sentence", "content", "tweet", "transcription", "transcript", "review")
 LABEL_COLUMNS = ("label", "emotion", "sentiment", "class", "tag", "labels", "category")
@@ -108,6 +108,7 @@ def read(root: Path, config: dict[str, Any]) -> LayoutRead:
         id_cols = [find_column(header, w, (), "id", path) for w in id_wanted] if id_wanted \
             else [c for c in [find_column(header, None, ID_COLUMNS, "id", path)] if c]
         group_col = find_column(header, opts.get("group"), (), "group", path) if opts.get("group") else None
+        speaker_col = find_column(header, opts.get("speaker"), (), "speaker", path) if opts.get("speaker") else None
         for line, rec in rows:
             def bad(msg: str, guid: str | None = None) -> None:
                 problems.append(BadSampleError(path, msg, line=line, guid=guid))
@@ -148,8 +149,10 @@ def read(root: Path, config: dict[str, Any]) -> LayoutRead:
             if group is not None:
                 group = f"{split}_{id_string(group)}" if several else id_string(group)
             text = rec.get(text_col)
+            speaker = cell(rec, speaker_col)
             samples.append(RawSample(guid=guid, source=str(path), line=line, split=split, label=label, score=score,
-                                     group=group, text="" if text is None else str(text)))
+                                     group=group, speaker=None if speaker is None else str(speaker).strip(),
+                                     text="" if text is None else str(text)))
     return LayoutRead(samples=samples, problems=problems)
 
 
