@@ -5,8 +5,11 @@ For each encoder of the config (by default ``config.yaml``'s), on one data set:
 1. **the real job**: ``snakemake --cores 2 features`` in a fresh work folder (one shard per encoder with
    ``shards: auto``). Each job's benchmark TSV gives its wall time; its log gives the phases inside the job
    (encoder built, model loaded, encode loop, everything in the job);
-2. **the pure forward pass**: in this process, over the same samples, already decoded, tokenised or resized and
-   collated into the job's batches (same order, same batch size), only ``embed`` is timed.
+2. **the pure forward pass**: over the same samples, already decoded, tokenised or resized and collated into the
+   job's batches (same order, same batch size), only ``embed`` is timed. It runs in a fresh interpreter, as a job
+   does, once before the jobs and once after them: the two bracket the jobs in time, and their spread shows how much
+   the machine's speed moved (on a shared VM the same forward pass has run at 20 and at 50 images/s in different
+   processes), so the ratio is taken against their mean and printed against each.
 
 An encoder with ``runtime: onnx`` (the default frozen text encoder) runs beside its torch twin (``<name>_torch``,
 the same entry on torch) in the same run, so the two runtimes' jobs are measured side by side; its one-time export
@@ -47,18 +50,22 @@ PHASES = re.compile(r"encoded (\d+), reused (\d+) .*encoder built in ([\d.]+) s,
                     r"encoded in ([\d.]+) s .*; ([\d.]+) s in all")
 
 
-def run_jobs(work: Path, config: dict) -> float:
-    """The real workflow's extraction jobs in ``work``; returns the wall time of the whole run."""
+def snakemake(work: Path, config: dict, *targets: str) -> float:
+    """Run the real workflow to ``targets`` in ``work``; returns its wall time."""
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    def snakemake(target: str) -> None:
-        subprocess.run([sys.executable, "-m", "snakemake", target, "-s", str(REPO / "Snakefile"), "-d", str(work),
-                        "--configfile", str(work / "config.yaml"), "--cores", "2", "--workflow-profile", "none"],
-                       check=True, stdout=subprocess.DEVNULL)
-
-    snakemake(f"results/{Path(config['data']).name}/manifest.parquet")
     start = time.perf_counter()
-    snakemake("features")
+    subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "-d", str(work),
+                    "--configfile", str(work / "config.yaml"), "--cores", "2", "--workflow-profile", "none"],
+                   check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def prepare(work: Path, config: dict) -> None:
+    """What the extraction jobs read, built before they are timed: the manifest and its slices, and the ONNX
+    exports of ``runtime: onnx`` encoders (timed by their own job's benchmark TSV)."""
+    res = f"results/{Path(config['data']).name}"
+    exports = [f"{res}/encoders/{n}" for n, s in config["encoders"].items() if s.get("runtime") == "onnx"]
+    snakemake(work, config, f"{res}/manifest.parquet", *exports)
 
 
 def job_phases(work: Path, ds: str, encoder: str) -> dict[str, float]:
@@ -96,6 +103,14 @@ def held_back_copy(data: Path, work: Path, fraction: float, seed: int = 0) -> tu
             (copy / path.name).symlink_to(path)
     (copy / "train.txt").write_text("\n".join([header] + [r for i, r in enumerate(rows) if i not in held]) + "\n")
     return copy, full
+
+
+def pure_forward_fresh(work: Path, ds: str, spec: dict, data_root: str) -> float:
+    """Samples per second of ``pure_forward`` in a fresh interpreter (nan for an encoder without a model forward)."""
+    args = json.dumps({"work": str(work), "ds": ds, "spec": spec, "data_root": data_root})
+    out = subprocess.run([sys.executable, __file__, "--pure", args], check=True, capture_output=True, text=True)
+    n, seconds = json.loads(out.stdout.strip().splitlines()[-1]) or (0, 0.0)
+    return n / seconds if seconds else float("nan")
 
 
 def pure_forward(work: Path, ds: str, spec: dict, data_root: str, threads: int = 2) -> tuple[int, float] | None:
@@ -166,25 +181,34 @@ def main() -> None:
                   ablations={"modalities": None, "heads": None})  # only the features run; the grid must plan
     ds = Path(data).name
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    run_wall = run_jobs(work, config)
+    prepare(work, config)
+    specs = {name: {**config["encoders"][name], "name": name} for name in names}
+    before = {name: pure_forward_fresh(work, ds, specs[name], data) for name in names}
+    run_wall = snakemake(work, config, "features")
+    after = {name: pure_forward_fresh(work, ds, specs[name], data) for name in names}
     rows, jobs = [], {name: job_phases(work, ds, name) for name in names}
     for name in names:
         job = jobs[name]
-        pure_run = pure_forward(work, ds, {**config["encoders"][name], "name": name}, data)
-        pure, loop = (pure_run[0] / pure_run[1] if pure_run else float("nan")), job["n"] / max(job["loop"], 1e-9)
+        pure, loop = (before[name] + after[name]) / 2, job["n"] / max(job["loop"], 1e-9)
         start_up = job["start"] + job["built"] + job["loaded"]
-        rows.append({"encoder": name, "samples": int(job["n"]), "pure_per_s": pure, "job_loop_per_s": loop,
-                     "ratio": loop / pure, "job_wall_s": job["wall"], "process_start_s": job["start"],
+        rows.append({"encoder": name, "samples": int(job["n"]), "pure_before_per_s": before[name],
+                     "pure_after_per_s": after[name], "pure_per_s": pure, "job_loop_per_s": loop,
+                     "ratio": loop / pure, "ratio_before": loop / before[name], "ratio_after": loop / after[name],
+                     "job_wall_s": job["wall"], "process_start_s": job["start"],
                      "encoder_build_s": job["built"], "model_load_s": job["loaded"], "encode_loop_s": job["loop"],
                      "write_s": job["write"], "start_up_share": start_up / job["wall"]})
     print(f"extraction run: {run_wall:.1f} s wall (snakemake features, {len(names)} encoder(s), {work})")
-    print(f"{'encoder':<10}{'n':>6}{'pure/s':>9}{'loop/s':>9}{'ratio':>7}{'job s':>8}{'start':>7}{'build':>7}"
-          f"{'load':>7}{'loop':>8}{'write':>7}{'start-up %':>12}")
+    print(f"{'encoder':<11}{'n':>6}{'pure/s':>15}{'loop/s':>8}{'ratio':>7}{'(range)':>12}{'job s':>7}{'start':>6}"
+          f"{'build':>6}{'load':>6}{'loop':>7}{'write':>6}{'start-up %':>11}")
     for r in rows:
-        print(f"{r['encoder']:<10}{r['samples']:>6}{r['pure_per_s']:>9.1f}{r['job_loop_per_s']:>9.1f}"
-              f"{r['ratio']:>7.2f}{r['job_wall_s']:>8.1f}{r['process_start_s']:>7.1f}{r['encoder_build_s']:>7.1f}"
-              f"{r['model_load_s']:>7.1f}{r['encode_loop_s']:>8.1f}{r['write_s']:>7.1f}"
-              f"{100 * r['start_up_share']:>11.1f}%")
+        spread = f"{min(r['ratio_before'], r['ratio_after']):.2f}-{max(r['ratio_before'], r['ratio_after']):.2f}"
+        pure = f"{r['pure_before_per_s']:.1f}/{r['pure_after_per_s']:.1f}"
+        print(f"{r['encoder']:<11}{r['samples']:>6}{pure:>15}{r['job_loop_per_s']:>8.1f}{r['ratio']:>7.2f}"
+              f"{spread:>12}{r['job_wall_s']:>7.1f}{r['process_start_s']:>6.1f}{r['encoder_build_s']:>6.1f}"
+              f"{r['model_load_s']:>6.1f}{r['encode_loop_s']:>7.1f}{r['write_s']:>6.1f}"
+              f"{100 * r['start_up_share']:>10.1f}%")
+    print("pure/s: the pure forward pass in a fresh process before / after the jobs; ratio: the job's encode loop "
+          "against their mean (range: against each)")
     print("start-up = process start + encoder build + model load, as a share of the job's wall time")
     exports = {tsv.name.split(".")[0]: float(next(csv.DictReader(open(tsv), delimiter="\t"))["s"])
                for tsv in sorted((work / "logs" / ds / "encoder_onnx").glob("*.benchmark.tsv"))}
@@ -193,7 +217,8 @@ def main() -> None:
     added = []
     if full_train is not None:
         (Path(data) / "train.txt").write_text(full_train)
-        add_wall = run_jobs(work, config)
+        prepare(work, config)
+        add_wall = snakemake(work, config, "features")
         for name in names:
             new, old = job_phases(work, ds, name), jobs[name]
             added.append({"encoder": name, "encoded": int(new["n"]), "reused": int(new["reused"]),
@@ -214,4 +239,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--pure"]:  # one pure pass, in this fresh process (pure_forward_fresh)
+        job = json.loads(sys.argv[2])
+        print(json.dumps(pure_forward(Path(job["work"]), job["ds"], job["spec"], job["data_root"])))
+    else:
+        main()
