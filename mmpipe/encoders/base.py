@@ -28,6 +28,7 @@ from mmpipe.core.errors import ConfigError, MmpipeError
 from mmpipe.core.registry import Registry
 from mmpipe.encoders.images import default_workers, prefetch_batches
 from mmpipe.core.precision import autocast
+from mmpipe.core.memory import retain_freed_memory
 from mmpipe.encoders.resolve import PKG_PREFIX, apply_threads, module_available, names_local_path, torch_device
 
 __all__ = ["ENCODERS", "BatchedEncoder", "Encoder", "TorchEncoder", "build_encoder", "fingerprint_id", "register"]
@@ -219,6 +220,8 @@ class TorchEncoder(BatchedEncoder):
         self.batch_size = int(batch_size)
         apply_threads(threads)
         self.device = torch_device(device)
+        if self.device == "cpu":
+            retain_freed_memory()  # activations re-used from batch to batch, not faulted in again (core.memory)
         self.decode_workers = int(decode_workers) if decode_workers else default_workers(self.device)
         self._model: Any = None
 
