@@ -5,11 +5,11 @@ For each encoder of the config (by default ``config.yaml``'s), on one data set:
 1. **the real job**: ``snakemake --cores 2 features`` in a fresh work folder (one shard per encoder with
    ``shards: auto``). Each job's benchmark TSV gives its wall time; its log gives the phases inside the job
    (encoder built, model loaded, encode loop, everything in the job);
-2. **the pure forward pass**: over the same samples, already decoded, tokenised or resized and collated into the
-   job's batches (same order, same batch size), only ``embed`` is timed. It runs in a fresh interpreter, as a job
-   does, once before the jobs and once after them: the two bracket the jobs in time, and their spread shows how much
-   the machine's speed moved (on a shared VM the same forward pass has run at 20 and at 50 images/s in different
-   processes), so the ratio is taken against their mean and printed against each.
+2. **the pure forward pass**: over the same samples, each batch decoded, tokenised or resized and collated into the
+   job's batches (same order, same batch size) before its ``embed`` is timed; only ``embed`` is timed. It runs in a
+   fresh interpreter, as a job does, once before the jobs and once after them: the two bracket the jobs in time,
+   and their spread shows how much the machine's speed moved, so the ratio is taken against their mean and printed
+   against each.
 
 An encoder with ``runtime: onnx`` (the default frozen text encoder) runs beside its torch twin (``<name>_torch``,
 the same entry on torch) in the same run, so the two runtimes' jobs are measured side by side; its one-time export
@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -130,25 +130,29 @@ def pure_forward(work: Path, ds: str, spec: dict, data_root: str, threads: int =
     items: list = []
     for slice_path in sorted((work / "results" / ds / "shards").glob("*.parquet")):
         items += list(shard_items(slice_path, encoder, spec, data_root)[2])
-    batches = prepared_batches(encoder, items)
     encoder.warm_up()
+    seconds = 0.0
     with encoder.context():
-        encoder.embed(batches[0])  # first-call allocations, as the job's first batch pays them too
-        start = time.perf_counter()
-        for batch in batches:
+        for i, batch in enumerate(prepared_batches(encoder, items)):
+            if i == 0:
+                encoder.embed(batch)  # first-call allocations, as the job's first batch pays them too
+            start = time.perf_counter()
             encoder.embed(batch)
-        return len(items), time.perf_counter() - start
+            seconds += time.perf_counter() - start
+    return len(items), seconds
 
 
-def prepared_batches(encoder: Any, items: list) -> list:
-    """The encoder's collated batches of ``items``, in the order and size an extraction job batches them."""
+def prepared_batches(encoder: Any, items: list) -> Iterator[Any]:
+    """The encoder's collated batches of ``items``, in the order and size an extraction job batches them, each
+    prepared (decoded, resized or tokenised, collated) before it is handed out: only one is held at a time, so the
+    pure pass does not run beside gigabytes of prepared images that the job never holds."""
     items = encoder.inputs(items)
     order = encoder.order(items)
     if order is not None:
         items = [items[i] for i in order]
-    loaded = [encoder.load(x) for x in items]
     bs = encoder.batch_size
-    return [encoder.collate(loaded[i:i + bs]) for i in range(0, len(loaded), bs)]
+    for i in range(0, len(items), bs):
+        yield encoder.collate([encoder.load(x) for x in items[i:i + bs]])
 
 
 def main() -> None:

@@ -99,7 +99,7 @@ def forward_rate(spec: dict, items: list, device: str, batch_size: int, amp: boo
     from mmpipe.encoders import build_encoder
 
     enc = build_encoder({**spec, "device": device, "batch_size": batch_size})
-    batches = prepared_batches(enc, items)
+    batches = list(prepared_batches(enc, items))  # all on the device before the clock starts
     cuda = device.startswith("cuda")
     enc.warm_up()
     with enc.context(), amp_context(device) if amp else contextlib.nullcontext():
