@@ -34,5 +34,5 @@ def retain_freed_memory() -> bool:
                 _applied = bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
                                 and libc.mallopt(M_TOP_PAD, TOP_PAD))
             except (OSError, AttributeError):  # a libc without mallopt (musl): nothing to tune
-                _applied = False
+                pass
     return _applied

@@ -21,8 +21,9 @@ from mmpipe.ingest.layouts.lab import MEDIA as BY_SUFFIX
 from mmpipe.ingest.vector_columns import vector_column
 
 # table column -> RawSample field (the first of each group that a table has wins)
-COLUMNS = {"text": ("text",), "group": ("group",), "speaker": ("speaker",), "text_path": ("text_file", "text_path"), "image_path": ("image", "image_path"),
-           "audio_path": ("audio", "audio_path"), "video_path": ("video", "video_path")}
+COLUMNS = {"text": ("text",), "group": ("group",), "speaker": ("speaker",), "text_path": ("text_file", "text_path"),
+           "image_path": ("image", "image_path"), "audio_path": ("audio", "audio_path"),
+           "video_path": ("video", "video_path")}
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
 
 
@@ -110,8 +111,8 @@ def read_table(path: Path) -> list[RawSample]:
             name = next((keys[n] for n in names if n in keys and rec[keys[n]] not in (None, "")), None)
             if name is not None:
                 value = str(rec[name])
-                plain = field in ("text", "group", "speaker")
-                fields[field] = value if plain else (Path(value) if os.path.isabs(value) else base / value)
+                is_path = field.endswith("_path")
+                fields[field] = (Path(value) if os.path.isabs(value) else base / value) if is_path else value
         if not fields:
             raise BadSampleError(path, f"no sample fields; expected one of {', '.join(n for v in COLUMNS.values() for n in v)}",
                                  line=line)
