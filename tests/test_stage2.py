@@ -268,6 +268,38 @@ def test_predict_without_refit_averages_the_saved_models(ablations, tmp_path):
     assert np.array_equal(got, expected)
 
 
+def test_seed_ensemble_scores_what_predict_writes(ablations, tmp_path):
+    """metrics.json's ``ensemble`` scores the mean of the seeds' outputs, which is what ``predict`` writes; the
+    ablation report shows it beside the mean over seeds, and the summary says what the predictions score."""
+    data, root, results = ablations
+    from mmpipe.fusion.heads import load_head
+
+    m = results["concat_mlp-text+image"]
+    proba = predict(data, root / "concat_mlp-text+image", False, tmp_path / "p.txt", tmp_path / "p.parquet")
+    want = classification_metrics(data.y_test, proba, CLASSES)
+    for k in ("accuracy", "macro_f1", "weighted_f1", "log_loss"):
+        assert m["ensemble"]["test"][k] == pytest.approx(want[k])
+    # the ensemble is not the mean of the seeds' scores: the seeds' probabilities are averaged before scoring
+    out = root / "concat_mlp-text+image"
+    seed_probs = [load_head("concat_mlp", out / f"model_seed{s}.pt").predict_proba(data.X_val) for s in (0, 1)]
+    assert not np.allclose(seed_probs[0], seed_probs[1])
+    val = classification_metrics(data.y_val, np.mean(seed_probs, axis=0), CLASSES)
+    assert m["ensemble"]["val"]["log_loss"] == pytest.approx(val["log_loss"])
+    assert m["ensemble"]["val"]["log_loss"] != pytest.approx(m["val"]["log_loss"]["mean"])
+    report = (root / "concat_mlp-text+image" / "report.md").read_text()
+    assert f"| test, seed ensemble | {want['accuracy']:.3f} | {want['macro_f1']:.3f} |" in report
+    s = summarize([root / "concat_mlp-text+image" / "metrics.json"], tmp_path / "s.md", tmp_path / "s.json")
+    assert s["ablations"][0]["ensemble"] == m["ensemble"]
+    md = (tmp_path / "s.md").read_text()
+    assert (f"average its 2 seeds' outputs (with `predict.refit: false`, the default); that seed ensemble scores "
+            f"macro-F1 test {want['macro_f1']:.3f}, validation {val['macro_f1']:.3f}.") in md
+
+
+def test_one_seed_has_no_ensemble(tmp_path):
+    m = run_ablation(make_data(), "one", ["text"], "logreg", {"threads": 1}, [0], tmp_path / "one")
+    assert m["ensemble"] is None and "seed ensemble" not in (tmp_path / "one" / "report.md").read_text()
+
+
 def test_predict_refit_uses_the_best_epoch(ablations, tmp_path, monkeypatch):
     data, root, results = ablations
     import mmpipe.fusion.predict as P

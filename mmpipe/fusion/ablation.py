@@ -141,13 +141,14 @@ def cv_pool(d: SplitData, task: str) -> tuple[dict[str, np.ndarray], np.ndarray,
     return X, np.concatenate([t_train, t_val]), g, [*d.guids_train, *d.guids_val]
 
 
+def _metrics(t, out: np.ndarray, classes, regression: bool) -> dict[str, Any]:
+    return regression_metrics(t, out) if regression else classification_metrics(t, out, classes)
+
+
 def _score(model: Head, X, t, groups, classes, regression: bool) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics and outputs (probabilities, or scores) of ``model`` on ``X``."""
-    if regression:
-        out = model.predict(X, groups=groups)
-        return regression_metrics(t, out), out
-    out = model.predict_proba(X, groups=groups)
-    return classification_metrics(t, out, classes), out
+    out = model.predict(X, groups=groups) if regression else model.predict_proba(X, groups=groups)
+    return _metrics(t, out, classes, regression), out
 
 
 def _scalars(m: dict[str, Any]) -> dict[str, float]:
@@ -168,8 +169,10 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
     outputs in ``oof.npz``); then each seed refits on ALL labelled non-test rows with the folds' choices
     combined (median epochs, C, ...: ``cv.combine_refit_params``). ``method: split`` (or no folds): each seed fits
     on train with the validation split for early stopping and is scored on it (``val``). Labelled test rows are
-    only predicted, by the final models. ``tensorboard_dir``: every fit with epochs writes its curves there
-    (``mmpipe.reporting.tensorboard``), one run per final model (``seed<k>``) and per fold (``repeat<r>_fold<k>``)."""
+    only predicted, by the final models. With two or more seeds, ``ensemble`` also scores the mean of the final
+    models' outputs on validation (split mode) and test: the seed ensemble that ``predictions`` writes.
+    ``tensorboard_dir``: every fit with epochs writes its curves there (``mmpipe.reporting.tensorboard``), one run
+    per final model (``seed<k>``) and per fold (``repeat<r>_fold<k>``)."""
     task = task or "classification"
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -222,6 +225,7 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
                              {**final, **({main: scores[main]} if scores else {})})
 
     per_seed: list[dict[str, Any]] = []
+    outputs: dict[str, list[np.ndarray]] = {"val": [], "test": []}  # each seed's outputs, for the seed ensemble
     if cv_mode:
         X, t, g, guids = cv_pool(d, task)
         folds = np.atleast_2d(np.asarray(folds))
@@ -258,7 +262,10 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
             model, fit_s = fit_one(seed, {**head_params, **final}, all_rows)
             model_file = f"model_seed{seed}.pt"
             model.save(out_dir / model_file)
-            test = _score(model, d.X_test, t_test, seq_test, classes, regression)[0] if labelled_test else None
+            test = None
+            if labelled_test:
+                test, out = _score(model, d.X_test, t_test, seq_test, classes, regression)
+                outputs["test"].append(out)
             curves(f"seed{seed}", model, {**head_params, **final}, test)
             log.info("seed %d: refit on all %d labelled samples with %s in %.2f s%s", seed, len(t), json.dumps(final),
                      fit_s, f"; test {main} {test[main]:.4f}" if test else "")
@@ -281,9 +288,13 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
                            np.arange(len(t_train), len(t_train) + len(t_val)), None)
         for seed in seeds:
             model, fit_s = fit_one(seed, head_params, split_fold)
-            val = _score(model, d.X_val, t_val, split_fold.seq(split_fold.stop) if uses_groups else None, classes,
-                         regression)[0]
-            test = _score(model, d.X_test, t_test, seq_test, classes, regression)[0] if labelled_test else None
+            val, out = _score(model, d.X_val, t_val, split_fold.seq(split_fold.stop) if uses_groups else None,
+                              classes, regression)
+            outputs["val"].append(out)
+            test = None
+            if labelled_test:
+                test, out = _score(model, d.X_test, t_test, seq_test, classes, regression)
+                outputs["test"].append(out)
             model_file = f"model_seed{seed}.pt"
             model.save(out_dir / model_file)
             curves(f"seed{seed}", model, head_params, val)
@@ -301,8 +312,11 @@ def run_ablation(data: SplitData, name: str, modalities: list[str], head: str, p
         best_epochs = {r["seed"]: r["best_epoch"] for r in per_seed}
         scored = "val"
 
+    targets = {"val": t_val, "test": t_test}
     result.update({
         "test": aggregate([r["test"] for r in per_seed]) if labelled_test else None,
+        "ensemble": {split: _scalars(_metrics(targets[split], np.mean(outs, axis=0), classes, regression))
+                     for split, outs in outputs.items() if outs} if len(seeds) > 1 else None,
         "fit_seconds": [r["fit_seconds"] for r in per_seed],
         "fit_seconds_total": round(sum(r["fit_seconds"] for r in per_seed)
                                    + sum(f["fit_seconds"] for f in result.get("folds") or []), 3),
@@ -343,17 +357,20 @@ REG_LABELS = {"acc2_has0": "Acc-2 has-0", "f1_has0": "F1 has-0", "acc2_non0": "A
 SPLIT_NAMES = {"cv": "cross-validated", "val": "validation", "test": "test"}
 
 
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
 def _baseline_lines(r: dict[str, Any], regression: bool) -> list[str]:
     b = r.get("majority_baseline")
     if not b:
         return []
     keys = ("acc2_has0", "acc2_non0", "acc7", "mae") if regression else ("accuracy", "macro_f1", "weighted_f1")
-    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
     pred = f"{b['prediction']:.3f}" if regression else f"`{b['prediction']}`"
     parts = []
     for split in ("val", "test"):
         if b.get(split):
-            parts.append(f"{split} " + ", ".join(f"{(REG_LABELS.get(k) or k)} {fmt(b[split].get(k))}" for k in keys))
+            parts.append(f"{split} " + ", ".join(f"{(REG_LABELS.get(k) or k)} {_num(b[split].get(k))}" for k in keys))
     return [f"- **Majority baseline** ({b['rule']}: {pred}): " + "; ".join(parts)] if parts else []
 
 
@@ -411,12 +428,16 @@ def render_report(r: dict[str, Any]) -> str:
         "",
     ]
     splits = [sp for sp in (scored, "test") if r.get(sp)]
+    ensemble = r.get("ensemble") or {}
     if regression:
         lines += ["| split | " + " | ".join(REG_LABELS[k] for k in REGRESSION_METRICS) + " |",
                   "|---|" + "---|" * len(REGRESSION_METRICS)]
         for split in splits:
             a = r[split]
             lines.append(f"| {SPLIT_NAMES[split]} | " + " | ".join(fmt_ms(a.get(k)) for k in REGRESSION_METRICS) + " |")
+        for split, e in ensemble.items():
+            lines.append(f"| {SPLIT_NAMES[split]}, seed ensemble | " + " | ".join(_num(e.get(k))
+                                                                              for k in REGRESSION_METRICS) + " |")
         lines += ["", "Acc-2 has-0: negative (< 0) vs non-negative; non-0: negative vs positive without the samples "
                   "whose true score is 0. F1 is weighted. Acc-7: clipped to [-3, 3] and rounded."]
     else:
@@ -425,16 +446,22 @@ def render_report(r: dict[str, Any]) -> str:
             a = r[split]
             lines.append(f"| {SPLIT_NAMES[split]} | {fmt_ms(a.get('accuracy'))} | {fmt_ms(a.get('macro_f1'))} | "
                          f"{fmt_ms(a.get('weighted_f1'))} | {fmt_ms(a.get('log_loss'))} |")
+        for split, e in ensemble.items():
+            cells = (_num(e.get(k)) for k in ("accuracy", "macro_f1", "weighted_f1", "log_loss"))
+            lines.append(f"| {SPLIT_NAMES[split]}, seed ensemble | " + " | ".join(cells) + " |")
+    if ensemble:
+        lines += ["", f"Rows marked *seed ensemble* score the mean of the {len(seeds)} seeds' "
+                  + ("scores" if regression else "probabilities")
+                  + ": what `predictions` writes (with `predict.refit: false`, the default)."]
     keys = ("mae", "acc2_non0") if regression else ("accuracy", "macro_f1")
     names = ("MAE", "Acc-2 non-0") if regression else ("acc", "macro-F1")
-    fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
     if cv_mode:
         lines += ["", "## Per fold", "", "| repeat | fold | fit / early-stopping / held-out | best epoch | fit s | "
                   + " | ".join(f"held-out {x}" for x in names) + " |", "|---|---|---|---|---|---|---|"]
         for f in r["folds"]:
             best = f["best_epoch"] if f["best_epoch"] is not None else "—"
             lines.append(f"| {f['repeat']} | {f['fold']} | {f['n_fit']} / {f['n_stop']} / {f['n_held_out']} | {best} | "
-                         f"{f['fit_seconds']:.1f} | " + " | ".join(fmt(f["scores"].get(k)) for k in keys) + " |")
+                         f"{f['fit_seconds']:.1f} | " + " | ".join(_num(f["scores"].get(k)) for k in keys) + " |")
     lines += ["", "## Per seed" + (" (final models, refitted on all labelled samples)" if cv_mode else ""), ""]
     cols = ([] if cv_mode else [f"val {x}" for x in names]) + ([f"test {x}" for x in names] if r["test_labelled"] else [])
     second = "trained with" if cv_mode else "best epoch"
@@ -444,8 +471,8 @@ def render_report(r: dict[str, Any]) -> str:
         if cv_mode:
             best = ", ".join(f"{k} {v}" for k, v in (s.get("refit_params") or {}).items()
                              if not isinstance(v, (list, dict))) or "defaults"
-        vals = ([] if cv_mode else [fmt(s["val"].get(k)) for k in keys]) + \
-            ([fmt(s["test"].get(k)) for k in keys] if s.get("test") else [])
+        vals = ([] if cv_mode else [_num(s["val"].get(k)) for k in keys]) + \
+            ([_num(s["test"].get(k)) for k in keys] if s.get("test") else [])
         lines.append("| " + " | ".join([str(s["seed"]), str(best), f"{s['fit_seconds']:.1f}", *vals]) + " |")
     if not regression:
         for split in splits:
@@ -463,8 +490,8 @@ def render_report(r: dict[str, Any]) -> str:
                   f"{r['per_seed'][0]['seed']}) and the stack's score without each member:", "",
                   f"| member | own {key} | mean abs meta weight | stack without it |", "|---|---|---|---|"]
         for m in members:
-            lines.append(f"| `{m['name']}` | {fmt(m.get('oof_' + key))} | {fmt(m.get('meta_coef_abs_mean'))} | "
-                         f"{fmt(m.get('stack_without_' + key))} |")
+            lines.append(f"| `{m['name']}` | {_num(m.get('oof_' + key))} | {_num(m.get('meta_coef_abs_mean'))} | "
+                         f"{_num(m.get('stack_without_' + key))} |")
     binary = " of the binary (has-0) classes" if regression else ""
     lines += ["", "## Figures", "", f"{SPLIT_NAMES[scored].capitalize()} confusion matrix{binary}, averaged over "
               + ("folds" if cv_mode else "seeds") + " (cells: mean counts and row percentages; colours "

@@ -156,7 +156,7 @@ def summarize(metrics_files: list[Path], out_md: Path, out_json: Path, select: s
             "context": r.get("context", "none"), "metrics_file": str(f),
             "n": r.get("n"), "val_support": _support(r.get("cv") or r["val"]),
             "fold_scores": [dict(fl["scores"], repeat=fl["repeat"], fold=fl["fold"]) for fl in r.get("folds") or []],
-            "cost": r.get("cost"),
+            "cost": r.get("cost"), "ensemble": r.get("ensemble"),
         })
     if len(tasks) > 1:
         raise ValueError(f"the ablations mix tasks {sorted(tasks)}; summarise one task at a time")
@@ -303,6 +303,18 @@ def _validation_lines(v: dict[str, Any] | None, regression: bool) -> list[str]:
             "selected ablation) is mostly noise. Add samples or raise `split.val_fraction` before trusting it.", ""]
 
 
+def _ensemble_sentence(sel: dict[str, Any], tk: _Task) -> str:
+    """What the predictions themselves score: the mean of the selected ablation's seeds (with 2+ seeds)."""
+    ens = sel.get("ensemble") or {}
+    m = tk.select_metric
+    words = {"test": "test", "val": "validation"}
+    scores = [f"{words[sp]} {ens[sp][m]:.3f}" for sp in ("test", "val") if (ens.get(sp) or {}).get(m) is not None]
+    if not scores:
+        return ""
+    return (f" Its predictions average its {len(sel['seeds'])} seeds' outputs (with `predict.refit: false`, the "
+            f"default); that seed ensemble scores {tk.labels.get(m, m)} {', '.join(scores)}.")
+
+
 def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, Any], forced: bool,
             out_md: Path, tk: _Task | None = None, baseline: dict[str, Any] | None = None,
             validation: dict[str, Any] | None = None, among: str = "") -> str:
@@ -345,8 +357,8 @@ def _render(entries: list[dict[str, Any]], sel: dict[str, Any], cmp: dict[str, A
     lines += [f"**Selected: `{sel['name']}`** ({sel['head']} on {_modkey(sel['modalities'])}) — "
               + ("chosen in the config (`select`)." if forced else f"best {words}"
                  + (f" among the ablations on {among} (`predict.select_among`)." if among else "."))
-              + ("" if sel is best or not (forced or among) else f" The best by {words} is `{best['name']}`."), "",
-              "## Ranking", ""]
+              + ("" if sel is best or not (forced or among) else f" The best by {words} is `{best['name']}`.")
+              + _ensemble_sentence(sel, tk), "", "## Ranking", ""]
 
     def link(e):
         mark = " ★ best" if e is best else ""
@@ -499,7 +511,8 @@ def run_digest(summary_json_path: str | Path, predictions_path: str | Path | Non
     parts = [f"{mname[0].upper()}{mname[1:]} {fmt_ms((sel.get(tk.sel) or {}).get(m))}"]
     test = (sel.get("test") or {}).get(m) if s.get("test_labelled", bool(sel.get("test"))) else None
     if test:
-        parts[0] += f" (test {fmt_ms(test)})"
+        ens = ((sel.get("ensemble") or {}).get("test") or {}).get(m)
+        parts[0] += f" (test {fmt_ms(test)}" + ("" if ens is None else f"; seed ensemble {ens:.3f}") + ")"
     cmp = s.get("baseline_comparison") or {}
     base = by_name.get(cmp.get("baseline") or "")
     if base is sel:
