@@ -436,8 +436,8 @@ def render_report(r: dict[str, Any]) -> str:
             a = r[split]
             lines.append(f"| {SPLIT_NAMES[split]} | " + " | ".join(fmt_ms(a.get(k)) for k in REGRESSION_METRICS) + " |")
         for split, e in ensemble.items():
-            lines.append(f"| {SPLIT_NAMES[split]}, seed ensemble | " + " | ".join(_num(e.get(k))
-                                                                              for k in REGRESSION_METRICS) + " |")
+            cells = (_num(e.get(k)) for k in REGRESSION_METRICS)
+            lines.append(f"| {SPLIT_NAMES[split]}, seed ensemble | " + " | ".join(cells) + " |")
         lines += ["", "Acc-2 has-0: negative (< 0) vs non-negative; non-0: negative vs positive without the samples "
                   "whose true score is 0. F1 is weighted. Acc-7: clipped to [-3, 3] and rounded."]
     else:
